@@ -1,0 +1,49 @@
+"""gemini-magic: Google Gemini in Jupyter and IPython.
+
+    %load_ext gemini_magic
+
+    %%gemini -m gemini-2.5-flash
+    Explain list comprehensions in two sentences.
+
+Loading registers the magics and starts importing google-genai in the background;
+nothing here imports the SDK in the foreground.
+"""
+
+from __future__ import annotations
+
+import os
+
+__version__ = "0.1.0"
+
+_magics = None
+
+
+def load_ipython_extension(ipython) -> None:
+    global _magics
+    from .client import warm_up
+    from .magics import GeminiMagics
+    from .replay import MODE_VARIABLE, PATH_VARIABLE
+
+    warm_up()
+    _magics = GeminiMagics(shell=ipython)
+    ipython.register_magics(_magics)
+    if _magics not in ipython.configurables:
+        ipython.configurables.append(_magics)
+    # A whole notebook can run recorded from outside (CI, nbval) without editing it.
+    mode = os.environ.get(MODE_VARIABLE, "").strip().lower()
+    path = os.environ.get(PATH_VARIABLE)
+    if mode and mode != "live" and path:
+        _magics._set_recording(mode, path)
+
+
+def unload_ipython_extension(ipython) -> None:
+    global _magics
+    if _magics is None:
+        return
+    for kind in ("line", "cell"):
+        ipython.magics_manager.magics[kind].pop("gemini", None)
+    ipython.magics_manager.registry.pop(type(_magics).__name__, None)
+    if _magics in ipython.configurables:
+        ipython.configurables.remove(_magics)
+    _magics.connection.close()
+    _magics = None

@@ -1,0 +1,168 @@
+"""The SDK, imported lazily, and the one long-lived client per shell.
+
+`google.genai` costs about half a second to import, so loading the extension only
+starts a background thread that warms it; the first cell joins that import instead
+of paying for it again.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from google import genai
+
+    from .replay import RecordingTransport
+
+# Environment variables the SDK itself reads for the key; GOOGLE_API_KEY wins,
+# as in the SDK.
+KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+# Used when replaying without a key: the SDK refuses to build a client with none,
+# and nothing that carries it leaves this process in replay mode.
+NO_KEY = "no-key-replay-only"
+
+_warm_thread: threading.Thread | None = None
+
+
+def warm_up() -> None:
+    """Import the SDK (and the Markdown renderer) in a daemon thread."""
+    global _warm_thread
+    if _warm_thread is not None or "google.genai.types" in sys.modules:
+        return
+
+    def _import() -> None:
+        try:
+            import google.genai.types  # noqa: F401
+            import markdown_it  # noqa: F401
+        except Exception:  # the foreground import reports it properly
+            pass
+
+    _warm_thread = threading.Thread(target=_import, name="gemini-magic-warm-up", daemon=True)
+    _warm_thread.start()
+
+
+def sdk():
+    """Return the `google.genai` module, waiting for the warm-up import if it runs."""
+    if _warm_thread is not None:
+        _warm_thread.join()
+    from google import genai
+
+    return genai
+
+
+def types():
+    return sdk().types
+
+
+def find_api_key() -> str | None:
+    """The key from the environment (SDK precedence), else from Colab's secrets."""
+    for name in KEY_VARIABLES:
+        value = os.environ.get(name)
+        if value:
+            return value
+    if "google.colab" in sys.modules:
+        try:
+            from google.colab import userdata  # type: ignore[import-not-found]
+
+            for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
+                try:
+                    value = userdata.get(name)
+                except Exception:  # secret missing or access not granted
+                    value = None
+                if value:
+                    return value
+        except ImportError:
+            pass
+    return None
+
+
+@dataclass
+class Connection:
+    """Builds the SDK client and keeps it until a setting that shapes it changes.
+
+    One client per shell: clients made per call have been seen closing their HTTP
+    pool early, and building one costs a few milliseconds we do not want per cell.
+    """
+
+    base_url: str | None = None
+    api_version: str | None = None
+    timeout: float = 120.0
+    # Record/replay: kept here as plain values so that setting a mode (even from
+    # the environment at load time) imports nothing; the transport is made with
+    # the client.
+    mode: str = "live"
+    recording_path: str | None = None
+    _transport: RecordingTransport | None = field(default=None, repr=False)
+    _client: Any = field(default=None, repr=False)
+    _built_for: tuple | None = field(default=None, repr=False)
+
+    def api_key(self) -> str | None:
+        key = find_api_key()
+        if key is None and self.mode in ("replay", "cache"):
+            return NO_KEY
+        return key
+
+    def set_recording(self, mode: str, path: str | None = None) -> None:
+        from .replay import MODES
+
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        if mode != "live" and not path:
+            raise ValueError(f"{mode} needs a recording file")
+        if self._transport is not None:
+            self._transport.set_mode(mode, path)
+        self.mode, self.recording_path = mode, (path if mode != "live" else None)
+
+    @property
+    def transport(self) -> RecordingTransport:
+        if self._transport is None:
+            from .replay import RecordingTransport
+
+            self._transport = RecordingTransport(self.mode, self.recording_path)
+        return self._transport
+
+    def has_real_key(self) -> bool:
+        return find_api_key() is not None
+
+    def client(self) -> genai.Client:
+        from .errors import NoApiKey
+
+        key = self.api_key()
+        if key is None:
+            raise NoApiKey()
+        base_url = self.base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or None
+        settings = (hash(key), base_url, self.api_version, self.timeout)
+        if self._client is None or settings != self._built_for:
+            self.close()
+            self._client = self._build(key, base_url)
+            self._built_for = settings
+        return self._client
+
+    def _build(self, key: str, base_url: str | None) -> genai.Client:
+        genai = sdk()
+        import httpx2
+
+        transport = self.transport
+        transport.api_key = key  # so it can be scrubbed from anything recorded
+        options = genai.types.HttpOptions(
+            base_url=base_url,
+            api_version=self.api_version,
+            timeout=int(self.timeout * 1000),
+            # Our own httpx client so that record/replay sits at the HTTP seam:
+            # everything above it (SDK parsing, errors, streaming) runs unchanged.
+            httpx_client=httpx2.Client(transport=transport, timeout=self.timeout),
+        )
+        return genai.Client(api_key=key, http_options=options)
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:
+                pass
+        self._client = None
+        self._built_for = None

@@ -1,0 +1,363 @@
+"""One turn with Gemini: request -> stream of events, knowing nothing of IPython.
+
+Every front end (the cell magic, the terminal, later the chat widget and batches)
+iterates an `Answer` and renders its events; retries and error translation happen
+here once, so each front end gets them for free.
+
+    engine = Engine(Connection())
+    answer = engine.send(Request(model="gemini-2.5-flash", contents="Hi"))
+    for event in answer:
+        ...            # TextDelta, Retrying, Finished, Failed, ...
+    answer.text
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import client as sdk
+from .errors import Context, GeminiError, PromptBlocked, explain
+
+# -- events ---------------------------------------------------------------------------
+
+
+@dataclass
+class TextDelta:
+    text: str
+
+
+@dataclass
+class ThoughtDelta:
+    text: str
+
+
+@dataclass
+class OtherPart:
+    """A non-text part (image, code execution, function call): rendered by later layers."""
+
+    part: Any
+
+
+@dataclass
+class Retrying:
+    error: GeminiError
+    delay: float
+    attempt: int  # the attempt about to start, from 2
+
+
+@dataclass
+class Finished:
+    reason: str | None
+    usage: dict
+    model_version: str | None
+
+
+@dataclass
+class Failed:
+    error: GeminiError
+
+
+# -- request --------------------------------------------------------------------------
+
+
+@dataclass
+class Request:
+    model: str
+    contents: Any
+    config: dict = field(default_factory=dict)  # GenerateContentConfig fields
+    stream: bool = True
+    schema: Any = None  # a structured-output Schema (see schema.py), parsed at the end
+
+    @property
+    def model_id(self) -> str:
+        return self.model.removeprefix("models/")
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 4  # tries in all, the first included
+    max_wait: float = 90.0  # seconds of waiting in all, across retries
+    base_delay: float = 2.0
+
+
+# Finish reasons that end an answer early, with what to tell the user.
+FINISH_NOTICES = {
+    "MAX_TOKENS": "The answer was cut at the output token limit{limit}. Raise it with --max-tokens.",
+    "SAFETY": "The answer was stopped by Gemini's safety filters.",
+    "RECITATION": "The answer was stopped because it recited a source too closely (RECITATION).",
+    "PROHIBITED_CONTENT": "The answer was stopped for prohibited content.",
+    "BLOCKLIST": "The answer was stopped because it contained a blocked term.",
+    "SPII": "The answer was stopped because it contained sensitive personal information.",
+    "LANGUAGE": "The answer was stopped: the language is not supported.",
+    "MALFORMED_FUNCTION_CALL": "The model produced a malformed function call.",
+    "OTHER": "The answer was stopped for an unspecified reason (OTHER).",
+}
+
+
+class Answer:
+    """A lazy answer: iterate it for events, or call `.wait()` to read it whole."""
+
+    def __init__(self, engine: Engine, request: Request):
+        self.engine = engine
+        self.request = request
+        self.text_parts: list[str] = []
+        self.thought_parts: list[str] = []
+        self.other_parts: list[Any] = []
+        self.responses: list[Any] = []  # the SDK's response objects, one per chunk
+        self.finish_reason: str | None = None
+        self.usage: dict = {}
+        self.model_version: str | None = None
+        self.error: GeminiError | None = None
+        self.interrupted = False
+        self.parsed: Any = None
+        self.done = False
+        self._stream = None
+
+    # The text is joined on demand: appending to a list keeps the hot path cheap.
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+    @property
+    def thoughts(self) -> str:
+        return "".join(self.thought_parts)
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.done:
+            return
+        try:
+            yield from self._run()
+        finally:
+            self.done = True
+
+    def wait(self) -> Answer:
+        for _ in self:
+            pass
+        return self
+
+    def interrupt(self) -> None:
+        """Stop reading (Ctrl-C, a Stop button): close the HTTP response, keep the text."""
+        self.interrupted = True
+        self.done = True
+        stream, self._stream = self._stream, None
+        if stream is not None and hasattr(stream, "close"):
+            try:
+                stream.close()
+            except Exception:
+                pass
+
+    def notice(self) -> str | None:
+        """What the user should know about how the answer ended, if anything."""
+        if self.interrupted:
+            return "Interrupted: the answer above is partial."
+        if self.error is not None:
+            return None
+        template = FINISH_NOTICES.get(self.finish_reason or "")
+        if template:
+            limit = self.request.config.get("max_output_tokens")
+            return template.format(limit=f" ({limit})" if limit else "")
+        if not self.text_parts and not self.other_parts:
+            return (
+                "The model returned an empty answer. Rephrase the prompt, or raise --max-tokens "
+                "(thinking can use up the whole budget)."
+            )
+        return None
+
+    # -- the request ------------------------------------------------------------------
+
+    def _run(self) -> Iterator[Any]:
+        policy = self.engine.retry
+        waited = 0.0
+        for attempt in range(1, policy.attempts + 1):
+            started = bool(self.responses)
+            try:
+                for response in self._open():
+                    yield from self._absorb(response)
+                break
+            except GeminiError as exc:
+                error = exc
+            except Exception as exc:  # SDK, HTTP and replay errors: translated below
+                error = explain(exc, self.engine.context(self.request.model_id))
+                error.__cause__ = exc
+            # Retry only what failed before any of the answer arrived: text already
+            # shown cannot be taken back, and a second answer would not continue it.
+            delay = self._delay(error, attempt)
+            if (
+                error.transient
+                and not started
+                and not self.responses
+                and attempt < policy.attempts
+                and waited + delay <= policy.max_wait
+            ):
+                yield Retrying(error, delay, attempt + 1)
+                self.engine.pause(delay)
+                waited += delay
+                continue
+            self.error = error
+            yield Failed(error)
+            return
+        self._stream = None
+        self._parse()
+        if self.error is not None:
+            yield Failed(self.error)
+            return
+        yield Finished(self.finish_reason, self.usage, self.model_version)
+
+    def _delay(self, error: GeminiError, attempt: int) -> float:
+        if error.retry_after is not None:
+            return error.retry_after
+        delay = self.engine.retry.base_delay * 2 ** (attempt - 1)
+        return delay * (1 + 0.1 * random.random()) if not self.engine.replaying() else delay
+
+    def _open(self):
+        client = self.engine.connection.client()
+        config = sdk.types().GenerateContentConfig(**self.request.config) if self.request.config else None
+        models = client.models
+        if self.request.stream:
+            self._stream = models.generate_content_stream(
+                model=self.request.model_id, contents=self.request.contents, config=config
+            )
+            return self._stream
+        return [models.generate_content(model=self.request.model_id, contents=self.request.contents, config=config)]
+
+    def _absorb(self, response) -> Iterator[Any]:
+        self.responses.append(response)
+        if response.model_version:
+            self.model_version = response.model_version
+        if response.usage_metadata is not None:
+            self.usage = usage_dict(response.usage_metadata)
+        candidates = response.candidates or []
+        if not candidates:
+            feedback = response.prompt_feedback
+            if feedback is not None and feedback.block_reason is not None:
+                reason = _enum_name(feedback.block_reason)
+                raise PromptBlocked(
+                    f"The prompt was blocked by Gemini ({reason}).",
+                    "Rephrase it; safety thresholds can be set in the request config.",
+                )
+            return
+        candidate = candidates[0]
+        if candidate.finish_reason is not None:
+            self.finish_reason = _enum_name(candidate.finish_reason)
+        content = candidate.content
+        for part in (content.parts if content is not None and content.parts else ()):
+            if part.text is not None:
+                if part.thought:
+                    self.thought_parts.append(part.text)
+                    yield ThoughtDelta(part.text)
+                elif part.text:
+                    self.text_parts.append(part.text)
+                    yield TextDelta(part.text)
+            elif part.thought_signature is not None and not _has_payload(part):
+                continue  # a bare signature: kept in self.responses for history
+            else:
+                self.other_parts.append(part)
+                yield OtherPart(part)
+
+    def _parse(self) -> None:
+        schema = self.request.schema
+        if schema is None or self.error is not None or self.interrupted:
+            return
+        if self.finish_reason not in (None, "STOP"):
+            return  # a cut answer is not valid JSON; the notice says why
+        try:
+            self.parsed = schema.parse(self.text)
+        except GeminiError as exc:
+            self.error = exc
+
+
+def _has_payload(part) -> bool:
+    return any(
+        getattr(part, name, None) is not None
+        for name in ("inline_data", "function_call", "function_response", "executable_code",
+                     "code_execution_result", "file_data")
+    )
+
+
+def _enum_name(value) -> str:
+    return getattr(value, "name", None) or str(value)
+
+
+def usage_dict(metadata) -> dict:
+    fields = {
+        "prompt_tokens": metadata.prompt_token_count,
+        "output_tokens": metadata.candidates_token_count,
+        "thinking_tokens": metadata.thoughts_token_count,
+        "total_tokens": metadata.total_token_count,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def usage_line(answer: Answer) -> str:
+    usage = answer.usage
+    parts = [answer.model_version or answer.request.model_id]
+    if usage:
+        tokens = f"{usage.get('prompt_tokens', 0)} in, {usage.get('output_tokens', 0)} out"
+        if usage.get("thinking_tokens"):
+            tokens += f", {usage['thinking_tokens']} thinking"
+        parts.append(tokens + " tokens")
+    if answer.finish_reason:
+        parts.append(answer.finish_reason.lower())
+    return " · ".join(parts)
+
+
+def provenance(answer: Answer) -> dict:
+    """Metadata saved with each answer's output."""
+    return {
+        "model": answer.request.model_id,
+        "model_version": answer.model_version,
+        "finish_reason": answer.finish_reason,
+        "usage": answer.usage,
+        "interrupted": answer.interrupted,
+    }
+
+
+class Engine:
+    """Sends requests through one connection, with one retry policy."""
+
+    def __init__(self, connection: sdk.Connection | None = None, retry: RetryPolicy | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.connection = connection or sdk.Connection()
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        self._model_ids: list[str] | None = None
+
+    def send(self, request: Request) -> Answer:
+        return Answer(self, request)
+
+    def replaying(self) -> bool:
+        transport = self.connection._transport
+        return transport is not None and transport.last_was_replayed
+
+    def pause(self, seconds: float) -> None:
+        # A replayed error's retry needs no real wait: the answer is on disk.
+        if not self.replaying():
+            self.sleep(seconds)
+
+    def context(self, model: str = "") -> Context:
+        conn = self.connection
+        return Context(model=model, base_url=conn.base_url or "", timeout=conn.timeout,
+                       list_models=self.model_ids)
+
+    def models(self) -> list:
+        """The live model list (every page)."""
+        try:
+            return list(self.connection.client().models.list(config={"page_size": 100}))
+        except GeminiError:
+            raise
+        except Exception as exc:
+            raise explain(exc, self.context()) from exc
+
+    def model_ids(self) -> list[str]:
+        if self._model_ids is None:
+            self._model_ids = [m.name.removeprefix("models/") for m in self.models() if m.name]
+        return self._model_ids
+
+
+def can_generate(model) -> bool:
+    methods = getattr(model, "supported_actions", None) or getattr(model, "supported_generation_methods", None) or []
+    return "generateContent" in methods

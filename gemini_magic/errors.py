@@ -1,0 +1,249 @@
+"""Failures a user can meet, as short messages that say what to do next.
+
+`explain(exc)` turns whatever the SDK, the HTTP layer or the replay transport raised
+into a `GeminiError`; the original stays in `__cause__` for `--debug`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+
+class GeminiError(Exception):
+    """An error with a one-line message and a next step.
+
+    `transient` errors are retried; `retry_after` is the server's own delay (seconds).
+    """
+
+    kind = "error"
+    transient = False
+
+    def __init__(self, message: str, hint: str = "", *, retry_after: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}".strip()
+
+
+class NoApiKey(GeminiError):
+    kind = "no-key"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "No Gemini API key found.",
+            "Set GEMINI_API_KEY in the environment (get a key at https://aistudio.google.com/apikey), "
+            "or replay a recording: %gemini replay PATH.",
+        )
+
+
+class InvalidKey(GeminiError):
+    kind = "invalid-key"
+
+
+class PermissionDenied(GeminiError):
+    kind = "permission"
+
+
+class UnknownModel(GeminiError):
+    kind = "unknown-model"
+
+
+class QuotaExhausted(GeminiError):
+    kind = "quota"
+    transient = True
+
+
+class ServerProblem(GeminiError):
+    kind = "server"
+    transient = True
+
+
+class Timeout(GeminiError):
+    kind = "timeout"
+    transient = True
+
+
+class ConnectionFailed(GeminiError):
+    kind = "connection"
+
+
+class BadRequest(GeminiError):
+    kind = "bad-request"
+
+
+class PromptBlocked(GeminiError):
+    kind = "blocked"
+
+
+class NotRecorded(GeminiError):
+    kind = "not-recorded"
+
+
+@dataclass
+class Context:
+    """What an error message may name: the model asked for, the endpoint, and a way
+    to list models (for close matches) that must not raise."""
+
+    model: str = ""
+    base_url: str = ""
+    timeout: float = 0.0
+    list_models: object = None  # callable returning model ids, or None
+
+
+def _seconds(text: str) -> float | None:
+    match = re.fullmatch(r"\s*([\d.]+)s\s*", text or "")
+    return float(match.group(1)) if match else None
+
+
+def _details(exc) -> list:
+    body = getattr(exc, "details", None)
+    if isinstance(body, dict):
+        body = body.get("error", body)
+        if isinstance(body, dict):
+            return body.get("details") or []
+    return []
+
+
+def retry_delay(exc) -> float | None:
+    for detail in _details(exc):
+        if isinstance(detail, dict) and detail.get("@type", "").endswith("google.rpc.RetryInfo"):
+            return _seconds(detail.get("retryDelay", ""))
+    return None
+
+
+def _quota_name(exc) -> str:
+    for detail in _details(exc):
+        if isinstance(detail, dict) and detail.get("@type", "").endswith("google.rpc.QuotaFailure"):
+            for violation in detail.get("violations") or []:
+                quota = violation.get("quotaId") or violation.get("quotaMetric") or ""
+                value = violation.get("quotaValue")
+                if quota:
+                    limit = f" (limit {value})" if value else ""
+                    return f"{quota}{limit}"
+    return ""
+
+
+def _reason(exc) -> str:
+    for detail in _details(exc):
+        if isinstance(detail, dict) and detail.get("reason"):
+            return detail["reason"]
+    return ""
+
+
+def explain(exc: BaseException, context: Context | None = None) -> GeminiError:
+    """Translate an exception from a request into a GeminiError."""
+    context = context or Context()
+    if isinstance(exc, GeminiError):
+        return exc
+    from .replay import ReplayMiss
+
+    if isinstance(exc, ReplayMiss):
+        return _not_recorded(exc)
+    name = type(exc).__name__
+    module = type(exc).__module__
+    if module.startswith("google.genai") and hasattr(exc, "code"):
+        return _api_error(exc, context)
+    if name in ("ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout", "TimeoutException") or (
+        isinstance(exc, TimeoutError)
+    ):
+        limit = f" after {context.timeout:g} s" if context.timeout else ""
+        return Timeout(
+            f"The request timed out{limit}.",
+            "Try again, or raise the limit: %config GeminiMagics.timeout = 300.",
+        )
+    if name in ("ConnectError", "RemoteProtocolError", "ReadError") or isinstance(exc, ConnectionError):
+        where = context.base_url or "the Gemini API"
+        return ConnectionFailed(
+            f"Could not connect to {where}.",
+            "Check your network or proxy (HTTPS_PROXY), or the endpoint in GOOGLE_GEMINI_BASE_URL "
+            "/ %config GeminiMagics.base_url.",
+        )
+    if isinstance(exc, ValueError) and "API key" in str(exc):
+        return NoApiKey()
+    return GeminiError(f"The request failed: {name}: {exc}", "Re-run with --debug for the full traceback.")
+
+
+def _api_error(exc, context: Context) -> GeminiError:
+    code = exc.code
+    status = getattr(exc, "status", None) or ""
+    message = (getattr(exc, "message", None) or "").strip()
+    first_line = message.splitlines()[0] if message else status
+    reason = _reason(exc)
+    if reason == "API_KEY_INVALID" or (code == 400 and "API key" in message):
+        return InvalidKey(
+            "The API key was rejected (API_KEY_INVALID).",
+            "Check GEMINI_API_KEY, or make a new key at https://aistudio.google.com/apikey; "
+            "`%gemini models` tests a key.",
+        )
+    if code == 403:
+        return PermissionDenied(
+            f"Permission denied: {first_line}",
+            "The key may lack access to this model or API; check its project in AI Studio.",
+        )
+    if code == 404:
+        return _unknown_model(first_line, context)
+    if code == 429:
+        delay = retry_delay(exc)
+        quota = _quota_name(exc)
+        which = f" ({quota})" if quota else ""
+        when = f"Retry in {delay:g} s. " if delay is not None else "Retry later. "
+        return QuotaExhausted(
+            f"Quota exhausted{which}.",
+            when + "The free tier allows only a few requests a minute and a day; `%gemini usage` "
+            "shows yours, or use a lighter model (-m gemini-2.5-flash-lite).",
+            retry_after=delay,
+        )
+    if code in (408, 504):
+        return Timeout(f"The server timed out ({code} {status}).", "Try again in a moment.")
+    if code >= 500:
+        return ServerProblem(
+            f"Gemini had a server error ({code} {status}): {first_line}",
+            "This is usually temporary: try again in a minute.",
+            retry_after=retry_delay(exc),
+        )
+    return BadRequest(f"The request was rejected ({code} {status}): {first_line}", "Check the options of the cell.")
+
+
+def _unknown_model(message: str, context: Context) -> GeminiError:
+    model = context.model.removeprefix("models/")
+    hint = "`%gemini models` lists the models your key can use."
+    if model and callable(context.list_models):
+        try:
+            names = [m.removeprefix("models/") for m in context.list_models()]
+        except Exception:  # the list is a nicety; never hide the real error
+            names = []
+        close = difflib.get_close_matches(model, names, n=3, cutoff=0.5)
+        if close:
+            hint = f"Did you mean {', '.join(close)}? " + hint
+    what = f"Unknown model {model!r}." if model else f"Not found: {message}"
+    return UnknownModel(what, hint)
+
+
+def _not_recorded(miss) -> GeminiError:
+    prompt = " ".join(miss.prompt.split())
+    if len(prompt) > 60:
+        prompt = prompt[:57] + "..."
+    shown = f" for the prompt {prompt!r}" if prompt else f" for {miss.request.get('path')}"
+    where = f" in {miss.path}" if miss.path else ""
+    if miss.reason == "no-key":
+        return NotRecorded(
+            f"No recorded answer{shown}{where}, and no API key to ask Gemini.",
+            "Set GEMINI_API_KEY to record it (cache mode records what is missing).",
+        )
+    return NotRecorded(
+        f"No recorded answer{shown}{where} (replay mode sends nothing to the network).",
+        f"Record it with a key: %gemini cache {miss.path or 'PATH'} (or GEMINI_MAGIC_MODE=cache), "
+        "then run the cell again.",
+    )
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """Remove a secret from text shown to the user (tracebacks with --debug)."""
+    if secret and len(secret) >= 6:
+        text = text.replace(secret, "<redacted>")
+    return text

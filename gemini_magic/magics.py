@@ -1,0 +1,355 @@
+"""The `%%gemini` cell magic and `%gemini` commands: option parsing and dispatch only.
+
+Requests are made by the engine (engine.py) and shown by a renderer (render/);
+this class turns options and configuration into an engine `Request`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Bool, Enum, Float, Int, List, Unicode, observe
+
+from . import __version__
+from .client import KEY_VARIABLES, Connection, find_api_key
+from .engine import Engine, Request, RetryPolicy
+from .errors import GeminiError, scrub
+from .render.bundles import FORMATS
+
+THINKING_LEVELS = ("minimal", "low", "medium", "high")
+COMMANDS = {
+    "models": "list the models your key can use (marks those that generate content)",
+    "config": "show the settings in force",
+    "help": "show this list",
+    "version": "show the versions of gemini-magic and google-genai",
+    "record PATH": "record every request into PATH (starts the file afresh)",
+    "replay PATH": "answer only from PATH; nothing goes to the network",
+    "cache PATH": "replay what PATH holds, record what it does not",
+    "live": "stop recording or replaying",
+    "recording": "show the record/replay mode and its file",
+}
+
+
+class CellFailed(Exception):
+    """Raised to end a cell that failed, shown as one short message (no traceback).
+
+    IPython prints `_render_traceback_()` instead of a traceback; the cell still
+    counts as failed, so "Run All" stops there as after any error."""
+
+    def __init__(self, error: GeminiError, debug_text: str = ""):
+        super().__init__(str(error))
+        self.error = error
+        self.debug_text = debug_text
+
+    def _render_traceback_(self) -> list[str]:
+        lines = [f"\x1b[31mGeminiError\x1b[0m: {self.error.message}"]
+        if self.error.hint:
+            lines.append(self.error.hint)
+        if self.debug_text:
+            lines.append(self.debug_text)
+        return lines
+
+
+@magics_class
+class GeminiMagics(Magics):
+    """Settings are traitlets: `%config GeminiMagics.model = "gemini-2.5-pro"`, or
+    `c.GeminiMagics.model = ...` in ipython_config.py."""
+
+    model = Unicode("gemini-2.5-flash", help="Model for %%gemini cells (-m).").tag(config=True)
+    temperature = Float(None, allow_none=True, help="Sampling temperature, 0-2 (-t).").tag(config=True)
+    top_p = Float(None, allow_none=True, help="Nucleus sampling, 0-1 (--top-p).").tag(config=True)
+    top_k = Int(None, allow_none=True, help="Top-k sampling (--top-k).").tag(config=True)
+    max_tokens = Int(None, allow_none=True, help="Output token limit (--max-tokens).").tag(config=True)
+    seed = Int(None, allow_none=True, help="Sampling seed (--seed).").tag(config=True)
+    stop = List(Unicode(), help="Stop sequences (--stop).").tag(config=True)
+    thinking = Unicode(None, allow_none=True,
+                       help="Thinking: a token budget (0 off, -1 dynamic) or a level "
+                            "(minimal, low, medium, high) (--thinking).").tag(config=True)
+    system = Unicode(None, allow_none=True, help="System instruction (-s).").tag(config=True)
+    format = Enum(FORMATS, "markdown", help="How answers are shown (-f).").tag(config=True)
+    stream = Bool(True, help="Stream answers as they are generated (--no-stream).").tag(config=True)
+    interpolate = Bool(True, help="Fill {name} fields from the namespace (--no-interpolate).").tag(config=True)
+    usage = Bool(False, help="Add a model/token footer to each answer (--usage).").tag(config=True)
+    debug = Bool(False, help="Show full tracebacks for errors (--debug).").tag(config=True)
+    base_url = Unicode(None, allow_none=True,
+                       help="API endpoint; default GOOGLE_GEMINI_BASE_URL or Google's.").tag(config=True)
+    api_version = Unicode(None, allow_none=True, help="API version, e.g. v1beta; default the SDK's.").tag(config=True)
+    timeout = Float(120.0, help="Seconds to wait for a response.").tag(config=True)
+    retry_attempts = Int(4, help="Tries in all for 429, 5xx and timeouts (1 = no retry).").tag(config=True)
+    retry_max_wait = Float(90.0, help="Seconds of waiting between retries, at most, in all.").tag(config=True)
+    update_interval = Float(0.1, help="Seconds between display updates while streaming.").tag(config=True)
+
+    def __init__(self, shell=None, **kwargs):
+        super().__init__(shell=shell, **kwargs)
+        self.connection = Connection()
+        self.engine = Engine(self.connection)
+        self._sync_connection()
+
+    @observe("base_url", "api_version", "timeout", "retry_attempts", "retry_max_wait")
+    def _settings_changed(self, change) -> None:
+        self._sync_connection()
+
+    def _sync_connection(self) -> None:
+        # The connection rebuilds its client when these change (client.py).
+        self.connection.base_url = self.base_url
+        self.connection.api_version = self.api_version
+        self.connection.timeout = self.timeout
+        self.engine.retry = RetryPolicy(attempts=max(1, self.retry_attempts), max_wait=self.retry_max_wait)
+
+    # -- %%gemini ---------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("-m", "--model", help="Model id, with or without 'models/' (default: GeminiMagics.model).")
+    @argument("-t", "--temperature", type=float, help="Sampling temperature, 0 to 2.")
+    @argument("--top-p", type=float, help="Nucleus sampling probability, 0 to 1.")
+    @argument("--top-k", type=int, help="Sample from the k most likely tokens.")
+    @argument("--max-tokens", type=int, help="Output token limit.")
+    @argument("--seed", type=int, help="Seed for repeatable sampling.")
+    @argument("--stop", action="append", metavar="TEXT", help="Stop sequence (repeatable).")
+    @argument("--thinking", metavar="BUDGET|LEVEL",
+              help="Thinking budget in tokens (0 off, -1 dynamic) or level: minimal, low, medium, high.")
+    @argument("-s", "--system", metavar="TEXT|VAR", help="System instruction, or the name of a str variable.")
+    @argument("-o", "--out", metavar="VAR", help="Store the answer in VAR (the parsed object with --json/--schema).")
+    @argument("-f", "--format", choices=FORMATS, help="markdown (default), text, code (into the next cell), json.")
+    @argument("--json", action="store_true", help="Ask for JSON; --out stores the parsed value.")
+    @argument("--schema", metavar="NAME", help="Structured output: a pydantic model, dataclass or TypedDict.")
+    @argument("--no-stream", action="store_true", help="Wait for the whole answer, then show it.")
+    @argument("--no-interpolate", action="store_true", help="Send {braces} as written.")
+    @argument("--usage", action="store_true", help="Add a footer with model and token usage.")
+    @argument("--debug", action="store_true", help="Show full tracebacks for errors.")
+    @line_cell_magic
+    def gemini(self, line: str, cell: str | None = None):
+        """Ask Gemini: the cell body is the prompt; the answer streams into the cell.
+
+        %%gemini [options]
+        Explain the difference between a list and a tuple.
+
+        As a line magic, runs a command: %gemini help lists them.
+        """
+        if cell is None:
+            return self._command(line)
+        try:
+            args = parse_argstring(self.gemini, line)
+        except UsageError as exc:
+            raise UsageError(f"{exc}\n{self.gemini.parser.format_usage()}See %%gemini? for every option.") from None
+        return self._ask(args, cell)
+
+    def _ask(self, args, cell: str):
+        debug = args.debug or self.debug
+        try:
+            request, fmt = self._request(args, cell)
+        except GeminiError as error:
+            raise CellFailed(error) from None
+        from .render import play, renderer_for
+
+        renderer = renderer_for(self.shell, fmt=fmt, footer=args.usage or self.usage,
+                                interval=self.update_interval)
+        answer = self.engine.send(request)
+        play(answer, renderer)
+        if args.out and (answer.text_parts or answer.parsed is not None):
+            # A partial answer is stored too: nothing that arrived is lost.
+            value = answer.parsed if answer.parsed is not None else answer.text
+            self.shell.user_ns[args.out] = value
+        if fmt == "code" and answer.text_parts and answer.error is None:
+            self._next_cell(answer.text)
+        if answer.error is not None:
+            raise CellFailed(answer.error, self._debug_text(answer.error) if debug else "") from None
+        if answer.interrupted:
+            raise CellFailed(GeminiError("Interrupted.", "The partial answer above is kept.")) from None
+
+    def _request(self, args, cell: str) -> tuple[Request, str]:
+        from .prompt import interpolate
+
+        prompt = cell
+        if self.interpolate and not args.no_interpolate:
+            result = interpolate(cell, self.shell.user_ns)
+            prompt = result.text
+            if result.unresolved:
+                print(f"Note: left as written, no such variable: {', '.join(result.unresolved)} "
+                      "(use {{ }} for literal braces).", file=sys.stderr)
+        if not prompt.strip():
+            raise GeminiError("The prompt is empty.", "Write the prompt in the cell, below %%gemini.")
+        model = (args.model or self.model or "").strip()
+        if not model:
+            raise GeminiError("No model given.", "Use -m MODEL or %config GeminiMagics.model = '...'.")
+        config = self._config(args)
+        schema = None
+        fmt = args.format or self.format
+        if args.schema or args.json:
+            from .schema import Schema, resolve
+
+            schema = resolve(args.schema, self.shell.user_ns) if args.schema else Schema()
+            config.update(schema.config())
+            fmt = "json" if args.format is None else fmt
+        stream = self.stream and not args.no_stream
+        return Request(model=model, contents=prompt, config=config, stream=stream, schema=schema), fmt
+
+    def _config(self, args) -> dict:
+        def pick(value, default):
+            return default if value is None else value
+
+        settings = {
+            "temperature": pick(args.temperature, self.temperature),
+            "top_p": pick(args.top_p, self.top_p),
+            "top_k": pick(args.top_k, self.top_k),
+            "max_output_tokens": pick(args.max_tokens, self.max_tokens),
+            "seed": pick(args.seed, self.seed),
+            "stop_sequences": args.stop or list(self.stop) or None,
+        }
+        _check_range("--temperature", settings["temperature"], 0.0, 2.0)
+        _check_range("--top-p", settings["top_p"], 0.0, 1.0)
+        _check_range("--top-k", settings["top_k"], 1, None)
+        _check_range("--max-tokens", settings["max_output_tokens"], 1, None)
+        system = pick(args.system, self.system)
+        if system:
+            value = self.shell.user_ns.get(system) if system.isidentifier() else None
+            settings["system_instruction"] = value if isinstance(value, str) else system
+        thinking = pick(args.thinking, self.thinking)
+        if thinking is not None:
+            settings["thinking_config"] = _thinking(thinking)
+        return {k: v for k, v in settings.items() if v is not None}
+
+    def _next_cell(self, text: str) -> None:
+        from .render.markdown import extract_code
+
+        code, _ = extract_code(text)
+        if "google.colab" in sys.modules:
+            print("Colab cannot insert cells from a kernel: copy the code above.", file=sys.stderr)
+            return
+        self.shell.set_next_input(code, replace=False)
+        print("The code is in a new cell below.", file=sys.stderr)
+
+    def _debug_text(self, error: GeminiError) -> str:
+        cause = error.__cause__ or error
+        text = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+        return scrub(text, find_api_key())
+
+    # -- %gemini COMMAND --------------------------------------------------------------
+
+    def _command(self, line: str):
+        words = line.split()
+        if not words:
+            return self._help()
+        name, rest = words[0].lower(), words[1:]
+        handler = {
+            "models": self._models, "config": self._show_config, "help": self._help,
+            "version": self._version, "live": self._live, "recording": self._recording,
+            "record": self._record, "replay": self._record, "cache": self._record,
+        }.get(name)
+        if handler is None:
+            raise UsageError(f"Unknown command {name!r}. Commands: {', '.join(c.split()[0] for c in COMMANDS)}. "
+                             "A prompt goes in a %%gemini cell.")
+        try:
+            if handler is self._record:
+                return handler(name, rest)
+            if rest:
+                raise UsageError(f"%gemini {name} takes no arguments.")
+            return handler()
+        except GeminiError as error:
+            raise CellFailed(error, self._debug_text(error) if self.debug else "") from None
+
+    def _help(self) -> None:
+        width = max(len(c) for c in COMMANDS)
+        lines = [f"  %gemini {c.ljust(width)}  {h}" for c, h in COMMANDS.items()]
+        print("Commands:\n" + "\n".join(lines))
+        print("Prompts: %%gemini [options] in a cell; %%gemini? shows the options.")
+
+    def _version(self) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            sdk_version = version("google-genai")
+        except PackageNotFoundError:
+            sdk_version = "not installed"
+        print(f"gemini-magic {__version__}, google-genai {sdk_version}")
+
+    def _models(self) -> None:
+        from .engine import can_generate
+
+        models = self.engine.models()
+        rows = []
+        for model in models:
+            mark = "*" if can_generate(model) else " "
+            limit = f"{model.input_token_limit:,}" if model.input_token_limit else ""
+            rows.append((mark, (model.name or "").removeprefix("models/"), model.display_name or "", limit))
+        width = max((len(r[1]) for r in rows), default=10)
+        print(f"  {'model'.ljust(width)}  {'input tokens':>12}  name")
+        for mark, name, display, limit in rows:
+            print(f"{mark} {name.ljust(width)}  {limit:>12}  {display}")
+        print("* can generate content (usable in %%gemini)")
+
+    def _show_config(self) -> None:
+        lines = []
+        for name in sorted(self.trait_names(config=True)):
+            lines.append(f"  GeminiMagics.{name} = {getattr(self, name)!r}")
+        key_from = next((v for v in KEY_VARIABLES if os.environ.get(v)), None)
+        key = f"from {key_from}" if key_from else ("found" if find_api_key() else "not set")
+        endpoint = self.base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or "Google's default"
+        print("\n".join(lines))
+        print(f"API key: {key}\nEndpoint: {endpoint}\nRecording: {self._recording_status()}")
+
+    # -- record / replay --------------------------------------------------------------
+
+    def _record(self, mode: str, rest: list[str]) -> None:
+        from .replay import MODE_VARIABLE, MODES, PATH_VARIABLE
+
+        if len(rest) != 1:
+            raise UsageError(f"Usage: %gemini {mode} PATH (a JSON file, e.g. {mode}.gemini.json)")
+        path = rest[0]
+        # CI and nbval set the mode from outside, so one notebook runs in replay
+        # there and records with a key elsewhere, unedited.
+        forced = os.environ.get(MODE_VARIABLE, "").strip().lower()
+        if forced:
+            if forced not in MODES:
+                raise UsageError(f"{MODE_VARIABLE}={forced!r}: use one of {', '.join(MODES)}.")
+            mode = forced
+        path = os.environ.get(PATH_VARIABLE) or path
+        self._set_recording(mode, path)
+
+    def _live(self) -> None:
+        self._set_recording("live", None)
+
+    def _set_recording(self, mode: str, path: str | None) -> None:
+        try:
+            self.connection.set_recording(mode, os.path.abspath(path) if path else None)
+        except (ValueError, OSError) as exc:
+            raise GeminiError(f"Cannot use the recording {path}: {exc}", "Check the path and the file.") from exc
+
+    def _recording_status(self) -> str:
+        if self.connection._transport is not None:
+            return self.connection.transport.status()
+        if self.connection.mode == "live":
+            return "live: requests go to the API; nothing is recorded"
+        return f"{self.connection.mode}: {self.connection.recording_path}"
+
+    def _recording(self) -> None:
+        print(self._recording_status())
+
+
+def _check_range(option: str, value, low, high) -> None:
+    if value is None:
+        return
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise UsageError(f"{option} must be {bounds}, not {value}.")
+
+
+def _thinking(value: str) -> dict:
+    text = str(value).strip().lower()
+    if text in THINKING_LEVELS:
+        return {"thinking_level": text.upper()}
+    if text in ("off", "none"):
+        return {"thinking_budget": 0}
+    try:
+        budget = int(text)
+    except ValueError:
+        raise UsageError(f"--thinking takes a token budget (0 off, -1 dynamic) or one of "
+                         f"{', '.join(THINKING_LEVELS)}, not {value!r}.") from None
+    if budget < -1:
+        raise UsageError("--thinking budget must be -1 (dynamic), 0 (off) or more.")
+    return {"thinking_budget": budget}

@@ -1,0 +1,76 @@
+"""Prompt interpolation: `{name}`, `{obj.attr}`, `{obj[key]}` from the user namespace.
+
+Rules (documented in the README):
+- a field is replaced once; a value that itself contains braces is not expanded again;
+- `{{` and `}}` give literal braces;
+- anything else in braces (a dict, JSON, an f-string, a name that is not defined)
+  is left exactly as written, so code pasted into a prompt never breaks it.
+  Fields that look like names but do not resolve are reported, to catch typos.
+
+Only names, attributes and indexing are evaluated: never arbitrary expressions.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+_FIELD = re.compile(
+    r"\{\{|\}\}|\{\s*([A-Za-z_]\w*(?:\s*\.\s*[A-Za-z_]\w*|\[[^\[\]{}]*\])*)\s*\}"
+)
+_STEP = re.compile(r"\.\s*([A-Za-z_]\w*)|\[([^\[\]{}]*)\]")
+
+
+@dataclass
+class Interpolated:
+    text: str
+    unresolved: list[str] = field(default_factory=list)
+
+
+class _Unresolved(Exception):
+    pass
+
+
+def _index_key(raw: str) -> Any:
+    raw = raw.strip()
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw  # a bare word is a string key, as in str.format
+    if isinstance(value, (int, str, float, bool, tuple)) or value is None:
+        return value
+    return raw
+
+
+def resolve(expression: str, namespace: dict) -> Any:
+    name = re.match(r"[A-Za-z_]\w*", expression).group(0)
+    if name not in namespace:
+        raise _Unresolved(expression)
+    value = namespace[name]
+    for attr, index in _STEP.findall(expression[len(name):]):
+        try:
+            value = getattr(value, attr) if attr else value[_index_key(index)]
+        except Exception as exc:  # any failed lookup leaves the field as written
+            raise _Unresolved(expression) from exc
+    return value
+
+
+def interpolate(template: str, namespace: dict) -> Interpolated:
+    unresolved: list[str] = []
+
+    def replace(match: re.Match) -> str:
+        token = match.group(0)
+        if token == "{{":
+            return "{"
+        if token == "}}":
+            return "}"
+        expression = match.group(1)
+        try:
+            return str(resolve(expression, namespace))
+        except _Unresolved:
+            unresolved.append(token)
+            return token
+
+    return Interpolated(_FIELD.sub(replace, template), unresolved)

@@ -1,0 +1,28 @@
+"""Front ends that turn an answer's events into output: notebook and terminal."""
+
+from __future__ import annotations
+
+from .notebook import NotebookRenderer
+from .terminal import TerminalRenderer
+
+
+def play(answer, renderer) -> None:
+    """Drive one answer through a renderer. Ctrl-C stops the request and keeps
+    what arrived; the caller decides what the interruption means."""
+    renderer.start(answer)
+    try:
+        for event in answer:
+            renderer.event(event)
+    except KeyboardInterrupt:
+        answer.interrupt()
+    renderer.finish(answer)
+
+
+def renderer_for(shell, **options):
+    """A notebook renderer under a kernel, a plain-text one in a terminal."""
+    if getattr(shell, "kernel", None) is not None:
+        return NotebookRenderer(**options)
+    return TerminalRenderer(**options)
+
+
+__all__ = ["NotebookRenderer", "TerminalRenderer", "play", "renderer_for"]

@@ -1,0 +1,36 @@
+"""MIME bundles for answers, shared by the renderers that display them."""
+
+from __future__ import annotations
+
+import html
+import json
+
+from .markdown import code_block, extract_code, to_html
+
+FORMATS = ("markdown", "text", "code", "json")
+
+
+def answer_bundle(text: str, fmt: str, footer: str = "", parsed=None) -> dict:
+    """The bundle for an answer's text. text/plain always holds the raw answer, for
+    plain frontends and for nbval; text/html is rendered here, never by the
+    frontend from model-written Markdown (see markdown.py)."""
+    if fmt == "text":
+        body = f'<pre style="white-space:pre-wrap">{html.escape(text)}</pre>'
+    elif fmt == "code":
+        code, language = extract_code(text)
+        body = code_block(code, language)
+    elif fmt == "json":
+        shown = text
+        if parsed is not None:
+            try:
+                shown = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+            except ValueError:
+                pass
+        body = code_block(shown, "json")
+    else:
+        body = to_html(text)
+    plain = text
+    if footer:
+        body += f'<div class="gemini-usage" style="opacity:0.6;font-size:smaller">{html.escape(footer)}</div>'
+        plain += f"\n\n[{footer}]"
+    return {"text/html": f'<div class="gemini-answer">{body}</div>', "text/plain": plain}

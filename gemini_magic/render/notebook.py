@@ -1,0 +1,80 @@
+"""The notebook front end: streams an answer into the cell's output.
+
+The output sequence is built for strict nbval, which applies neither
+`update_display_data` nor `clear_output` when it re-runs a notebook:
+  1. an empty placeholder is displayed;
+  2. it is updated while the answer streams (throttled);
+  3. it is reset to empty at the end, and the final answer is displayed once,
+     as a new output.
+A saved notebook then holds an empty placeholder and the answer, and a re-run that
+sees only the first state of each display compares equal.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from ..engine import Failed, Finished, Retrying, TextDelta, provenance, usage_line
+from .bundles import answer_bundle
+
+_EMPTY = {"text/plain": ""}
+
+
+class NotebookRenderer:
+    def __init__(self, fmt: str = "markdown", footer: bool = False, interval: float = 0.1,
+                 clock=time.monotonic):
+        self.fmt = fmt
+        self.footer = footer
+        self.interval = interval  # seconds between display updates while streaming
+        self.clock = clock
+        self.handle = None
+        self.updates = 0
+        self._last = float("-inf")
+        self._pending = False
+
+    def start(self, answer) -> None:
+        self.answer = answer
+        if answer.request.stream:
+            self._placeholder()
+
+    def _placeholder(self):
+        if self.handle is None:
+            from IPython.display import display
+
+            self.handle = display(_EMPTY, raw=True, display_id=True)
+        return self.handle
+
+    def _show(self, bundle: dict) -> None:
+        self._placeholder().update(bundle, raw=True)
+        self.updates += 1
+
+    def event(self, event) -> None:
+        if isinstance(event, TextDelta):
+            now = self.clock()
+            # The first chunk shows at once; later ones at most every `interval`,
+            # so a 10,000-chunk answer does not send 10,000 messages.
+            if now - self._last >= self.interval:
+                self._last = now
+                self._pending = False
+                self._show(answer_bundle(self.answer.text, "text" if self.fmt == "code" else self.fmt))
+            else:
+                self._pending = True
+        elif isinstance(event, Retrying):
+            self._show({"text/plain": f"{event.error.message} Retrying in {event.delay:g} s "
+                                      f"(attempt {event.attempt} of {self.answer.engine.retry.attempts})..."})
+        elif isinstance(event, (Finished, Failed)):
+            pass
+
+    def finish(self, answer) -> None:
+        from IPython.display import display
+
+        if self.handle is not None:
+            self.handle.update(_EMPTY, raw=True)
+        if answer.text_parts:
+            footer = usage_line(answer) if self.footer else ""
+            display(answer_bundle(answer.text, self.fmt, footer, answer.parsed), raw=True,
+                    metadata={"gemini_magic": provenance(answer)})
+        notice = answer.notice()
+        if notice:
+            print(notice, file=sys.stderr)

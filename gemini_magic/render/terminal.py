@@ -1,0 +1,39 @@
+"""The terminal front end: plain text, printed as it arrives."""
+
+from __future__ import annotations
+
+import sys
+
+from ..engine import Retrying, TextDelta, usage_line
+
+
+class TerminalRenderer:
+    def __init__(self, fmt: str = "markdown", footer: bool = False, out=None, err=None, **_):
+        self.fmt = fmt
+        self.footer = footer
+        self.out = out
+        self.err = err
+
+    def start(self, answer) -> None:
+        self.answer = answer
+        self._wrote = False
+
+    def event(self, event) -> None:
+        out = self.out or sys.stdout
+        if isinstance(event, TextDelta):
+            out.write(event.text)
+            out.flush()
+            self._wrote = True
+        elif isinstance(event, Retrying):
+            print(f"{event.error.message} Retrying in {event.delay:g} s...", file=self.err or sys.stderr)
+
+    def finish(self, answer) -> None:
+        out = self.out or sys.stdout
+        if self._wrote and not answer.text.endswith("\n"):
+            out.write("\n")
+        if self.footer and answer.text_parts:
+            out.write(f"[{usage_line(answer)}]\n")
+        out.flush()
+        notice = answer.notice()
+        if notice:
+            print(notice, file=self.err or sys.stderr)
