@@ -165,7 +165,7 @@ class GeminiMagics(Magics):
     def _request(self, args, cell: str) -> tuple[Request, str]:
         from .prompt import interpolate
 
-        prompt = cell
+        prompt = cell = cell.strip()
         if self.interpolate and not args.no_interpolate:
             result = interpolate(cell, self.shell.user_ns)
             prompt = result.text

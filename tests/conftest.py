@@ -1,0 +1,95 @@
+"""Shared fixtures: the fake Gemini server, a clean environment, an in-process
+IPython shell with the extension loaded, and a real kernel.
+
+The SDK is never patched: it talks HTTP to tests.fake_gemini on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.fake_gemini import FakeGemini
+from tests.kernel import KernelSession
+
+# Distinctive, so a scan of any output or file can prove it never leaks.
+TEST_KEY = "test-key-DO-NOT-LEAK-7f3c9a1e"
+
+_CLEARED = (
+    "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_GENAI_USE_ENTERPRISE", "GOOGLE_GENAI_API_VERSION",
+    "GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_CLOUD_PROJECT",
+    "GEMINI_MAGIC_MODE", "GEMINI_MAGIC_RECORDING", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy",
+)
+
+
+def test_environment(server_url: str | None, key: str | None = TEST_KEY) -> dict:
+    """The environment a test process or kernel runs with."""
+    env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    if key:
+        env["GEMINI_API_KEY"] = key
+    if server_url:
+        env["GOOGLE_GEMINI_BASE_URL"] = server_url
+    return env
+
+
+@pytest.fixture(scope="session")
+def _server():
+    with FakeGemini() as server:
+        yield server
+
+
+@pytest.fixture
+def server(_server):
+    """The fake server, reset for each test."""
+    _server.reset()
+    yield _server
+    _server.reset()
+
+
+@pytest.fixture
+def env(server, monkeypatch):
+    """This process's environment pointed at the fake server, with the test key."""
+    for name in _CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.url)
+    return monkeypatch
+
+
+@pytest.fixture(scope="session")
+def _shell():
+    from IPython.testing.globalipapp import start_ipython
+
+    return start_ipython()
+
+
+@pytest.fixture
+def ip(_shell, env):
+    """An in-process IPython shell (no kernel: the terminal renderer) with the
+    extension freshly loaded, and a namespace cleaned up afterwards."""
+    before = set(_shell.user_ns)
+    _shell.run_line_magic("load_ext", "gemini_magic")
+    yield _shell
+    _shell.run_line_magic("unload_ext", "gemini_magic")
+    for name in set(_shell.user_ns) - before:
+        del _shell.user_ns[name]
+
+
+@pytest.fixture(scope="module")
+def kernel(_server):
+    """A real ipykernel, started once per module, with the extension loaded."""
+    session = KernelSession(test_environment(_server.url))
+    session.start()
+    session.run("%load_ext gemini_magic")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def kern(kernel, server):
+    """The module's kernel, with the server reset for this test."""
+    return kernel
