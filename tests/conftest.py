@@ -23,7 +23,7 @@ _CLEARED = (
 )
 
 
-def test_environment(server_url: str | None, key: str | None = TEST_KEY) -> dict:
+def kernel_environment(server_url: str | None, key: str | None = TEST_KEY) -> dict:
     """The environment a test process or kernel runs with."""
     env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
@@ -82,7 +82,7 @@ def ip(_shell, env):
 @pytest.fixture(scope="module")
 def kernel(_server):
     """A real ipykernel, started once per module, with the extension loaded."""
-    session = KernelSession(test_environment(_server.url))
+    session = KernelSession(kernel_environment(_server.url))
     session.start()
     session.run("%load_ext gemini_magic")
     yield session
