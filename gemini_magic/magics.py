@@ -245,7 +245,7 @@ class GeminiMagics(Magics):
             raise UsageError(f"Unknown command {name!r}. Commands: {', '.join(c.split()[0] for c in COMMANDS)}. "
                              "A prompt goes in a %%gemini cell.")
         try:
-            if handler is self._record:
+            if name in ("record", "replay", "cache"):
                 return handler(name, rest)
             if rest:
                 raise UsageError(f"%gemini {name} takes no arguments.")

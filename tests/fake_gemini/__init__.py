@@ -1,0 +1,45 @@
+"""A fake Gemini REST server for testing with the real google-genai SDK.
+
+    from tests.fake_gemini import FakeGemini, Reply, Error, Blocked
+
+    with FakeGemini() as server:  # 127.0.0.1, free port, daemon thread
+        client = genai.Client(
+            api_key="test-key",
+            http_options=types.HttpOptions(base_url=server.url),
+        )
+        server.queue(Reply(text="Hello there"), Error.quota(), Blocked())
+
+Knobs (reset() restores them and clears the queue, log and responder):
+    server.queue(*answers)   FIFO answers for generate/stream calls (str = Reply(text=))
+    server.responder = fn    fn(ReceivedRequest) -> Reply|Error|Blocked|str|None when
+                             the queue is empty; None falls back to the echo
+    (default answer)         Reply(text="Echo: " + last user text)
+    server.models            list of model dicts (None = accept and list nothing)
+    server.accept_model_prefixes  unlisted ids accepted for generation ("gemini", "gemma")
+    server.valid_keys        None = any key, else a set of accepted keys
+    server.chunk_delay       seconds between streamed chunks
+Log: server.requests (ReceivedRequest list), server.last, server.errors
+(exceptions raised by a responder, each answered with a 500).
+Scripts: FakeGemini.from_script(path_or_dict), server.load_script(...);
+CLI: python -m tests.fake_gemini --port 0 --script FILE.json.
+"""
+
+from .server import (
+    DEFAULT_MODELS,
+    Blocked,
+    Error,
+    FakeGemini,
+    ReceivedRequest,
+    Reply,
+    ScriptResponder,
+)
+
+__all__ = [
+    "DEFAULT_MODELS",
+    "Blocked",
+    "Error",
+    "FakeGemini",
+    "ReceivedRequest",
+    "Reply",
+    "ScriptResponder",
+]

@@ -1,0 +1,1107 @@
+"""A fake Gemini API server that speaks the real REST wire protocol.
+
+Tests point the real ``google-genai`` SDK at it with
+``HttpOptions(base_url=server.url)``; the SDK then talks real HTTP to this
+server on 127.0.0.1. Only the standard library is used.
+
+Wire facts (see /work/shared/gemini-wire.md; the installed SDK is the
+authority):
+
+* Routes live under ``/v1/`` and ``/v1beta/`` (SDK 3.x defaults to v1).
+* ``:streamGenerateContent?alt=sse`` answers ``text/event-stream`` where each
+  event is ``data: <one full GenerateContentResponse JSON>`` plus a blank
+  line; there is no ``[DONE]`` marker, the stream ends with the body.
+* Errors are ``{"error": {"code", "message", "status", "details"}}``. In a
+  stream the SDK raises when an event's JSON *starts with* ``{"error":`` (it
+  re-dumps the parsed event), so an error event must have ``error`` as its
+  only key.
+* Response keys are camelCase; request keys arrive in mixed casing (top
+  level camelCase, nested pydantic dumps often snake_case), so every key we
+  read is looked up in both spellings.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import copy
+import json
+import re
+import socket
+import socketserver
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+API_VERSIONS = ("v1", "v1beta")
+GENERATE_ACTIONS = ("generateContent", "streamGenerateContent")
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+_GOOGLE_RPC = "type.googleapis.com/google.rpc."
+_RATE_LIMIT_DOCS = "https://ai.google.dev/gemini-api/docs/rate-limits"
+
+# /{version}/models[/{model}][:{action}]; the model id may contain dots.
+_ROUTE = re.compile(
+    r"^/(?P<version>v1|v1beta)/models"
+    r"(?:/(?P<model>[^/:]+))?"
+    r"(?::(?P<action>[A-Za-z]+))?$"
+)
+
+
+# ---------------------------------------------------------------------------
+# Default model catalogue (shaped like the real models.list answer)
+# ---------------------------------------------------------------------------
+
+_GENERATE_METHODS = [
+    "generateContent",
+    "countTokens",
+    "createCachedContent",
+    "batchGenerateContent",
+]
+
+
+def _gemini_model(model_id: str, display: str, description: str, version: str = "001") -> dict[str, Any]:
+    return {
+        "name": f"models/{model_id}",
+        "baseModelId": model_id,
+        "version": version,
+        "displayName": display,
+        "description": description,
+        "inputTokenLimit": 1048576,
+        "outputTokenLimit": 65536,
+        "supportedGenerationMethods": list(_GENERATE_METHODS),
+        "temperature": 1,
+        "topP": 0.95,
+        "topK": 64,
+        "maxTemperature": 2,
+        "thinking": True,
+    }
+
+
+DEFAULT_MODELS: list[dict[str, Any]] = [
+    _gemini_model(
+        "gemini-2.5-flash",
+        "Gemini 2.5 Flash",
+        "Stable version of Gemini 2.5 Flash, our mid-size multimodal model that supports up to 1 million tokens.",
+    ),
+    _gemini_model(
+        "gemini-2.5-flash-lite",
+        "Gemini 2.5 Flash-Lite",
+        "Stable version of Gemini 2.5 Flash-Lite.",
+    ),
+    _gemini_model(
+        "gemini-2.5-pro",
+        "Gemini 2.5 Pro",
+        "Stable release of Gemini 2.5 Pro.",
+    ),
+    _gemini_model(
+        "gemini-3-flash-preview",
+        "Gemini 3 Flash Preview",
+        "Gemini 3 Flash Preview.",
+        version="3-flash-preview",
+    ),
+    {
+        "name": "models/gemma-3-27b-it",
+        "baseModelId": "gemma-3-27b-it",
+        "version": "001",
+        "displayName": "Gemma 3 27B",
+        "inputTokenLimit": 131072,
+        "outputTokenLimit": 8192,
+        "supportedGenerationMethods": ["generateContent", "countTokens"],
+        "temperature": 1,
+        "topP": 0.95,
+        "topK": 64,
+    },
+    {
+        "name": "models/gemini-embedding-001",
+        "baseModelId": "gemini-embedding-001",
+        "version": "001",
+        "displayName": "Gemini Embedding 001",
+        "description": "Obtain a distributed representation of a text.",
+        "inputTokenLimit": 2048,
+        "outputTokenLimit": 1,
+        "supportedGenerationMethods": ["embedContent"],
+    },
+]
+
+# Model ids accepted for generation even when not listed in server.models,
+# so tests can use arbitrary gemini ids without registering them.
+DEFAULT_ACCEPT_PREFIXES: tuple[str, ...] = ("gemini", "gemma")
+
+
+# ---------------------------------------------------------------------------
+# What a test asks the server to answer
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    """A successful answer to generateContent / streamGenerateContent.
+
+    Exactly one source of content is used, in this order: ``parts`` (raw part
+    dicts, one per streamed chunk), ``chunks`` (one text part per streamed
+    chunk), ``text`` (split into up to 3 chunks when streamed). With none of
+    them (or empty), the answer has no parts at all, like real Gemini.
+    """
+
+    text: str | None = None
+    chunks: list[str] | None = None
+    parts: list[dict[str, Any]] | None = None
+    finish_reason: str | None = "STOP"
+    usage: dict[str, Any] | None = None
+    delay: float | None = None
+    model_version: str | None = None
+    grounding: dict[str, Any] | None = None
+    extra: dict[str, Any] | None = None
+    hang: float | None = None
+
+    def chunk_parts(self) -> list[list[dict[str, Any]]]:
+        """The parts of each streamed chunk (a list with at least one entry)."""
+        if self.parts:
+            return [[part] for part in self.parts]
+        if self.chunks:
+            return [[{"text": chunk}] for chunk in self.chunks]
+        if self.text:
+            return [[{"text": piece}] for piece in split_text(self.text)]
+        return [[]]
+
+    def merged_parts(self) -> list[dict[str, Any]]:
+        """The parts of the single non-streamed candidate."""
+        if self.parts:
+            return list(self.parts)
+        text = "".join(self.chunks) if self.chunks else (self.text or "")
+        return [{"text": text}] if text else []
+
+
+@dataclass
+class Error:
+    """An error answer: HTTP ``code`` with a google.rpc error body.
+
+    With ``after_chunks=N`` a *streaming* request first gets HTTP 200 and N
+    chunks (texts from ``chunks``, or generated ones), then an SSE error
+    event, then the body ends. A non-streaming request ignores after_chunks.
+    """
+
+    code: int
+    status: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+    retry_delay: str | None = None
+    after_chunks: int | None = None
+    chunks: list[str] | None = None
+    hang: float | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error body exactly as sent."""
+        details = list(self.details or [])
+        if self.retry_delay is not None and not any(d.get("@type") == _GOOGLE_RPC + "RetryInfo" for d in details):
+            details.append(retry_info(self.retry_delay))
+        return error_body(self.code, self.status, self.message, details)
+
+    def stream_texts(self) -> list[str]:
+        """Texts of the chunks streamed before a mid-stream failure."""
+        count = self.after_chunks or 0
+        given = list(self.chunks or [])[:count]
+        given += [f"chunk {i + 1} " for i in range(len(given), count)]
+        return given
+
+    # -- convenience constructors (real messages and detail shapes) --------
+
+    @classmethod
+    def quota(
+        cls,
+        retry_delay: str | None = "30s",
+        model: str = "gemini-2.5-flash",
+        limit: int = 5,
+        **kwargs: Any,
+    ) -> Error:
+        """429 RESOURCE_EXHAUSTED as the free tier sends it."""
+        metric = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+        message = (
+            "You exceeded your current quota, please check your plan and "
+            f"billing details. For more information on this error, head to: "
+            f"{_RATE_LIMIT_DOCS}. To monitor your current usage, head to: "
+            "https://ai.dev/usage?tab=rate-limit. \n"
+            f"* Quota exceeded for metric: {metric}, limit: {limit}, "
+            f"model: {model}"
+        )
+        if retry_delay:
+            message += f"\nPlease retry in {retry_delay}."
+        details = [
+            {
+                "@type": _GOOGLE_RPC + "QuotaFailure",
+                "violations": [
+                    {
+                        "quotaMetric": metric,
+                        "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                        "quotaDimensions": {"location": "global", "model": model},
+                        "quotaValue": str(limit),
+                    }
+                ],
+            },
+            {
+                "@type": _GOOGLE_RPC + "Help",
+                "links": [
+                    {
+                        "description": "Learn more about Gemini API quotas",
+                        "url": _RATE_LIMIT_DOCS,
+                    }
+                ],
+            },
+        ]
+        return cls(429, "RESOURCE_EXHAUSTED", message, details, retry_delay, **kwargs)
+
+    @classmethod
+    def server(cls, code: int = 500, **kwargs: Any) -> Error:
+        """5xx: 500 INTERNAL, 503 UNAVAILABLE (overloaded), 504 DEADLINE_EXCEEDED."""
+        status, message = {
+            500: (
+                "INTERNAL",
+                (
+                    "An internal error has occurred. Please retry or report in "
+                    "https://developers.generativeai.google/guide/troubleshooting"
+                ),
+            ),
+            503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
+            504: (
+                "DEADLINE_EXCEEDED",
+                "Deadline expired before operation could complete.",
+            ),
+        }.get(code, ("INTERNAL", "Internal error encountered."))
+        return cls(code, status, message, **kwargs)
+
+    @classmethod
+    def not_found(
+        cls,
+        model: str = "gemini-nonexistent",
+        version: str = "v1",
+        method: str = "generateContent",
+        **kwargs: Any,
+    ) -> Error:
+        """404 NOT_FOUND for an unknown model (or one lacking the method)."""
+        name = model if model.startswith("models/") else f"models/{model}"
+        message = (
+            f"{name} is not found for API version {version}, or is not "
+            f"supported for {method}. Call ListModels to see the list of "
+            "available models and their supported methods."
+        )
+        return cls(404, "NOT_FOUND", message, **kwargs)
+
+    @classmethod
+    def invalid_key(cls, **kwargs: Any) -> Error:
+        """400 INVALID_ARGUMENT with ErrorInfo reason API_KEY_INVALID."""
+        message = "API key not valid. Please pass a valid API key."
+        details = [
+            {
+                "@type": _GOOGLE_RPC + "ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com"},
+            },
+            {
+                "@type": _GOOGLE_RPC + "LocalizedMessage",
+                "locale": "en-US",
+                "message": message,
+            },
+        ]
+        return cls(400, "INVALID_ARGUMENT", message, details, **kwargs)
+
+    @classmethod
+    def permission(cls, message: str = "The caller does not have permission", **kwargs: Any) -> Error:
+        """403 PERMISSION_DENIED."""
+        return cls(403, "PERMISSION_DENIED", message, **kwargs)
+
+
+@dataclass
+class Blocked:
+    """A prompt blocked by safety: 200, promptFeedback, no candidates."""
+
+    reason: str = "SAFETY"
+
+
+Answer = Reply | Error | Blocked
+Responder = Callable[["ReceivedRequest"], Answer | str | None]
+
+
+# ---------------------------------------------------------------------------
+# The request log
+# ---------------------------------------------------------------------------
+
+
+def _get(obj: Any, camel: str, default: Any = None) -> Any:
+    """Read a request key in camelCase or its snake_case spelling."""
+    if not isinstance(obj, dict):
+        return default
+    if camel in obj:
+        return obj[camel]
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", camel).lower()
+    return obj.get(snake, default)
+
+
+def _content_texts(content: Any) -> list[str]:
+    """Text of the non-thought parts of one Content dict."""
+    texts = []
+    for part in _get(content, "parts") or []:
+        is_text = isinstance(part, dict) and isinstance(part.get("text"), str)
+        if is_text and not part.get("thought"):
+            texts.append(part["text"])
+    return texts
+
+
+@dataclass
+class ReceivedRequest:
+    """One HTTP request as the server saw it."""
+
+    method: str
+    path: str  # without the query string
+    version: str | None  # "v1" | "v1beta" | None for unknown routes
+    model: str | None  # "gemini-2.5-flash" (no "models/" prefix)
+    action: str | None  # generateContent, streamGenerateContent, countTokens, list, get
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case keys
+    body: Any | None  # parsed JSON, None when empty or not JSON
+    raw_body: bytes = b""
+
+    @property
+    def api_key(self) -> str | None:
+        return self.headers.get("x-goog-api-key") or self.query.get("key")
+
+    @property
+    def stream(self) -> bool:
+        return self.action == "streamGenerateContent"
+
+    def _contents(self) -> list[Any]:
+        body = self.body if isinstance(self.body, dict) else {}
+        contents = _get(body, "contents")
+        if contents is None:  # countTokens may wrap a whole request
+            contents = _get(_get(body, "generateContentRequest"), "contents")
+        return contents if isinstance(contents, list) else []
+
+    def user_texts(self) -> list[str]:
+        """All text parts of user turns (role "user" or no role), in order.
+
+        Model turns of a chat history and the system instruction are left
+        out; use ``all_texts()`` or ``body`` for those.
+        """
+        texts: list[str] = []
+        for content in self._contents():
+            if _get(content, "role") in (None, "user"):
+                texts.extend(_content_texts(content))
+        return texts
+
+    def all_texts(self) -> list[str]:
+        """Text parts of every content (any role), in order."""
+        texts: list[str] = []
+        for content in self._contents():
+            texts.extend(_content_texts(content))
+        return texts
+
+    def system_texts(self) -> list[str]:
+        body = self.body if isinstance(self.body, dict) else {}
+        return _content_texts(_get(body, "systemInstruction"))
+
+    def last_user_text(self) -> str:
+        texts = self.user_texts()
+        return texts[-1] if texts else ""
+
+    def prompt_words(self) -> int:
+        """Whitespace words in all request texts (our stand-in for tokens)."""
+        return sum(count_words(t) for t in self.all_texts() + self.system_texts())
+
+
+# ---------------------------------------------------------------------------
+# Response JSON builders
+# ---------------------------------------------------------------------------
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+def split_text(text: str, pieces: int = 3) -> list[str]:
+    """Split text into up to ``pieces`` chunks that join back to ``text``.
+
+    Cuts fall between words when there are enough words, otherwise between
+    characters; every chunk is non-empty.
+    """
+    words = re.findall(r"\S+\s*|\s+", text)
+    units = words if len(words) >= pieces else list(text)
+    n = max(1, min(pieces, len(units)))
+    cuts = [round(i * len(units) / n) for i in range(n + 1)]
+    return ["".join(units[cuts[i] : cuts[i + 1]]) for i in range(n)]
+
+
+def error_body(code: int, status: str, message: str, details: list | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message, "status": status}
+    if details:  # real answers omit an empty details list
+        error["details"] = details
+    return {"error": error}
+
+
+def retry_info(delay: str) -> dict[str, Any]:
+    return {"@type": _GOOGLE_RPC + "RetryInfo", "retryDelay": delay}
+
+
+def usage_metadata(prompt: int, candidates: int, thoughts: int = 0) -> dict[str, Any]:
+    usage = {
+        "promptTokenCount": prompt,
+        "candidatesTokenCount": candidates,
+        "totalTokenCount": prompt + candidates + thoughts,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
+    }
+    if thoughts:
+        usage["thoughtsTokenCount"] = thoughts
+    return usage
+
+
+def reply_usage(reply: Reply, request: ReceivedRequest) -> dict[str, Any]:
+    """usageMetadata for a reply: explicit, or counted in whitespace words."""
+    if reply.usage is not None:
+        return reply.usage
+    answer = thoughts = 0
+    for part in reply.merged_parts():
+        words = count_words(part.get("text") or "")
+        if part.get("thought"):
+            thoughts += words
+        else:
+            answer += words
+    return usage_metadata(request.prompt_words(), answer, thoughts)
+
+
+def candidate(
+    parts: list[dict[str, Any]],
+    finish_reason: str | None = None,
+    grounding: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    content: dict[str, Any] = {"role": "model"}
+    if parts:  # real Gemini omits "parts" entirely for an empty answer
+        content["parts"] = parts
+    cand: dict[str, Any] = {"content": content}
+    if finish_reason is not None:
+        cand["finishReason"] = finish_reason
+    if grounding is not None:
+        cand["groundingMetadata"] = grounding
+    cand["index"] = 0
+    return cand
+
+
+def generate_response(
+    cand: dict[str, Any] | None,
+    model_version: str,
+    response_id: str,
+    usage: dict[str, Any] | None = None,
+    prompt_feedback: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    response: dict[str, Any] = {}
+    if cand is not None:
+        response["candidates"] = [cand]
+    if prompt_feedback is not None:
+        response["promptFeedback"] = prompt_feedback
+    if usage is not None:
+        response["usageMetadata"] = usage
+    response["modelVersion"] = model_version
+    response["responseId"] = response_id
+    if extra:
+        response.update(extra)
+    return response
+
+
+def reply_events(reply: Reply, request: ReceivedRequest, response_id: str) -> list[dict[str, Any]]:
+    """The streamed events of a reply; only the last one is "final".
+
+    finishReason, usageMetadata, groundingMetadata and ``extra`` go on the
+    last event only, as the real API does for finishReason and usage.
+    """
+    version = reply.model_version or request.model or ""
+    chunks = reply.chunk_parts()
+    last = len(chunks) - 1
+    events = []
+    for i, parts in enumerate(chunks):
+        if i < last:
+            events.append(generate_response(candidate(parts), version, response_id))
+        else:
+            events.append(
+                generate_response(
+                    candidate(parts, reply.finish_reason, reply.grounding),
+                    version,
+                    response_id,
+                    usage=reply_usage(reply, request),
+                    extra=reply.extra,
+                )
+            )
+    return events
+
+
+def reply_response(reply: Reply, request: ReceivedRequest, response_id: str) -> dict[str, Any]:
+    """The single non-streamed response: all chunks merged in one candidate."""
+    return generate_response(
+        candidate(reply.merged_parts(), reply.finish_reason, reply.grounding),
+        reply.model_version or request.model or "",
+        response_id,
+        usage=reply_usage(reply, request),
+        extra=reply.extra,
+    )
+
+
+def blocked_response(blocked: Blocked, request: ReceivedRequest, response_id: str) -> dict[str, Any]:
+    prompt = request.prompt_words()
+    return generate_response(
+        None,
+        request.model or "",
+        response_id,
+        usage={"promptTokenCount": prompt, "totalTokenCount": prompt},
+        prompt_feedback={"blockReason": blocked.reason},
+    )
+
+
+def text_chunk_event(text: str, model_version: str, response_id: str) -> dict:
+    return generate_response(candidate([{"text": text}]), model_version, response_id)
+
+
+def _model_id(model: dict[str, Any]) -> str:
+    name = str(model.get("name", ""))
+    return name.split("/", 1)[1] if name.startswith("models/") else name
+
+
+def synthesized_model(model_id: str) -> dict[str, Any]:
+    """A model dict for an id we accept but do not list."""
+    return _gemini_model(model_id, model_id, f"Fake model {model_id}.")
+
+
+def _encode_page_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode()
+
+
+def _decode_page_token(token: str) -> int | None:
+    try:
+        raw = base64.urlsafe_b64decode(token.encode()).decode()
+        prefix, _, number = raw.partition(":")
+        return int(number) if prefix == "offset" and int(number) >= 0 else None
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------------------
+# Script rules (shared by the CLI and FakeGemini.from_script)
+# ---------------------------------------------------------------------------
+
+_ERROR_KINDS = {
+    "quota": Error.quota,
+    "server": Error.server,
+    "not_found": Error.not_found,
+    "invalid_key": Error.invalid_key,
+    "permission": Error.permission,
+}
+
+
+def answer_from_spec(spec: dict[str, Any]) -> Answer:
+    """Build an answer from a rule: {"reply": {...}} | {"error": {...}} | {"blocked": r}.
+
+    A dict with none of those keys is taken as Reply keyword arguments. An
+    error dict may name a convenience constructor with "kind" (quota, server,
+    not_found, invalid_key, permission) and pass its arguments alongside.
+    """
+    if "error" in spec:
+        kwargs = dict(spec["error"])
+        kind = kwargs.pop("kind", None)
+        if kind is not None:
+            if kind not in _ERROR_KINDS:
+                raise ValueError(f"unknown error kind {kind!r}")
+            return _ERROR_KINDS[kind](**kwargs)
+        return Error(**kwargs)
+    if "blocked" in spec:
+        reason = spec["blocked"]
+        return Blocked("SAFETY" if reason is True else str(reason))
+    reply = spec.get("reply", spec)
+    if isinstance(reply, str):
+        return Reply(text=reply)
+    return Reply(**{k: v for k, v in reply.items() if k not in ("match", "model")})
+
+
+class ScriptResponder:
+    """A responder made of rules: the first matching rule wins.
+
+    A rule matches when its "match" is a substring of the last user text (a
+    missing "match" matches everything) and, if it has "model", the request
+    is for that model. With no match the "default" answer is used, or the
+    server's echo when there is no default.
+    """
+
+    def __init__(self, rules: list[dict[str, Any]], default: dict | None = None):
+        # Build every answer now so a bad script fails at load time.
+        self.rules = [(rule.get("match", ""), rule.get("model"), answer_from_spec(rule)) for rule in rules]
+        self.default = answer_from_spec(default) if default else None
+
+    def __call__(self, request: ReceivedRequest) -> Answer | None:
+        text = request.last_user_text()
+        for match, model, answer in self.rules:
+            if model is not None and _strip_models(model) != request.model:
+                continue
+            if match in text:
+                return answer
+        return self.default
+
+
+def _strip_models(model: str) -> str:
+    return model.removeprefix("models/")
+
+
+_SCRIPT_KEYS = {"rules", "default", "chunk_delay", "valid_keys", "models"}
+
+
+def load_script_data(path_or_dict: str | Path | dict) -> dict[str, Any]:
+    if isinstance(path_or_dict, dict):
+        data = path_or_dict
+    else:
+        data = json.loads(Path(path_or_dict).read_text(encoding="utf-8"))
+    unknown = set(data) - _SCRIPT_KEYS
+    if unknown:
+        raise ValueError(f"unknown script keys: {sorted(unknown)}")
+    return data
+
+
+# ---------------------------------------------------------------------------
+# HTTP plumbing
+# ---------------------------------------------------------------------------
+
+
+class _ClientGone(Exception):
+    """The client closed the connection, or the server is stopping."""
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True  # a hung handler must not block interpreter exit
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], fake: FakeGemini):
+        self.fake = fake
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn), which
+        # can stall without a network; we do not need the name.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Cut kept-alive connections so stop() really stops serving."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive and chunked streaming
+    server_version = "FakeGemini/1.0"
+    sys_version = ""
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        # Small SSE writes must leave at once, not wait for Nagle/delayed ACK.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.fake.verbose:
+            sys.stderr.write("fake_gemini: " + (format % args) + "\n")
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def _handle(self) -> None:
+        fake = self.server.fake
+        request = self._read_request()
+        fake._record(request)
+        self._headers_sent = False
+        try:
+            fake._serve(request, self)
+        except (_ClientGone, BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as exc:  # noqa: BLE001 - a responder's bug becomes a 500
+            fake.errors.append(exc)
+            traceback.print_exc(file=sys.stderr)
+            if self._headers_sent:
+                self.close_connection = True
+            else:
+                err = Error(500, "INTERNAL", f"fake_gemini: {exc!r}")
+                self.send_json(err.code, err.body())
+
+    def _read_request(self) -> ReceivedRequest:
+        split = urlsplit(self.path)
+        path = unquote(split.path)
+        query = dict(parse_qsl(split.query, keep_blank_values=True))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        raw = self._read_body(headers)
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        version = model = action = None
+        route = _ROUTE.match(path)
+        if route:
+            version, model, action = route.group("version", "model", "action")
+            if action is None:
+                action = "get" if model else "list"
+        else:
+            parts = path.strip("/").split("/")
+            version = parts[0] if parts and parts[0] in API_VERSIONS else None
+        return ReceivedRequest(
+            method=self.command,
+            path=path,
+            version=version,
+            model=model,
+            action=action,
+            query=query,
+            headers=headers,
+            body=body,
+            raw_body=raw,
+        )
+
+    def _read_body(self, headers: dict[str, str]) -> bytes:
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            data = bytearray()
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return bytes(data)
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        length = int(headers.get("content-length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    # -- writing -----------------------------------------------------------
+
+    def send_json(self, code: int, obj: Any) -> None:
+        data = json.dumps(obj).encode("utf-8")
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self._headers_sent = True
+        self.wfile.write(data)
+
+    def start_sse(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        # Chunked framing lets each event leave as soon as it is written
+        # and keeps the connection reusable afterwards.
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self._headers_sent = True
+
+    def send_event(self, obj: Any) -> None:
+        payload = b"data: " + json.dumps(obj).encode("utf-8") + b"\r\n\r\n"
+        # One write per event: chunk header, payload, chunk trailer. wfile
+        # is unbuffered, so this is one sendall and the client sees it now.
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+
+    def end_sse(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+
+
+# ---------------------------------------------------------------------------
+# The server
+# ---------------------------------------------------------------------------
+
+
+class FakeGemini:
+    """A fake Gemini REST server for the real SDK. See the module docstring."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, verbose: bool = False):
+        self.host = host
+        self.port = port
+        self.verbose = verbose
+        self._lock = threading.Lock()
+        self._queue: collections.deque[Answer] = collections.deque()
+        self._stopping = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.requests: list[ReceivedRequest] = []
+        self.errors: list[BaseException] = []  # exceptions raised while serving
+        self.reset()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> FakeGemini:
+        if self._httpd is not None:
+            raise RuntimeError("FakeGemini already started")
+        self._stopping.clear()
+        self._httpd = _HTTPServer((self.host, self.port), self)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-gemini",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self._stopping.set()  # wakes handlers sleeping in hang/delay
+        httpd.shutdown()
+        httpd.close_connections()
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("FakeGemini is not started")
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # -- configuration -----------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget queued answers, the log, the responder; restore defaults."""
+        with self._lock:
+            self._queue.clear()
+            self.requests.clear()
+            self.errors.clear()
+            self._response_count = 0
+        self.responder: Responder | None = None
+        self.models: list[dict[str, Any]] | None = copy.deepcopy(DEFAULT_MODELS)
+        self.accept_model_prefixes: tuple[str, ...] = DEFAULT_ACCEPT_PREFIXES
+        self.valid_keys: set[str] | None = None
+        self.chunk_delay: float = 0.0
+
+    def queue(self, *answers: Answer | str) -> FakeGemini:
+        """Queue answers (FIFO) for the next generate/stream calls; a str is Reply(text=...)."""
+        with self._lock:
+            for answer in answers:
+                self._queue.append(_as_answer(answer))
+        return self
+
+    @property
+    def pending(self) -> int:
+        """Number of queued answers not yet used."""
+        return len(self._queue)
+
+    @property
+    def last(self) -> ReceivedRequest:
+        if not self.requests:
+            raise IndexError("FakeGemini has received no requests")
+        return self.requests[-1]
+
+    def load_script(self, path_or_dict: str | Path | dict) -> FakeGemini:
+        """Apply a script (rules become the responder). reset() undoes it."""
+        data = load_script_data(path_or_dict)
+        self.responder = ScriptResponder(data.get("rules", []), data.get("default"))
+        if "chunk_delay" in data:
+            self.chunk_delay = float(data["chunk_delay"])
+        if "valid_keys" in data:
+            keys = data["valid_keys"]
+            self.valid_keys = None if keys is None else set(keys)
+        if "models" in data:
+            self.models = data["models"]
+        return self
+
+    @classmethod
+    def from_script(cls, path_or_dict: str | Path | dict, **kwargs: Any) -> FakeGemini:
+        """A new (not started) server answering by the script's rules."""
+        return cls(**kwargs).load_script(path_or_dict)
+
+    # -- serving (runs on handler threads) ---------------------------------
+
+    def _record(self, request: ReceivedRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    def _next_response_id(self) -> str:
+        with self._lock:
+            self._response_count += 1
+            return f"resp-{self._response_count}"
+
+    def _sleep(self, seconds: float | None) -> None:
+        """Sleep, but give up at once when the server stops."""
+        if seconds and self._stopping.wait(seconds):
+            raise _ClientGone()
+
+    def _find_model(self, model_id: str) -> dict[str, Any] | None:
+        for model in self.models or []:
+            if _model_id(model) == model_id:
+                return model
+        return None
+
+    def _model_error(self, request: ReceivedRequest) -> Error | None:
+        """404 unless the model may serve this action."""
+        model_id = request.model or ""
+        method = "generateContent" if request.action in GENERATE_ACTIONS else str(request.action)
+        listed = self._find_model(model_id)
+        if listed is not None:
+            methods = listed.get("supportedGenerationMethods")
+            if methods is None or method in methods:
+                return None
+        elif self.models is None or model_id.startswith(tuple(self.accept_model_prefixes)):
+            return None
+        return Error.not_found(model_id, request.version or "v1", method)
+
+    def _key_error(self, request: ReceivedRequest) -> Error | None:
+        if self.valid_keys is None or request.api_key in self.valid_keys:
+            return None
+        return Error.invalid_key()
+
+    def _next_answer(self, request: ReceivedRequest) -> Answer:
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+        responder = self.responder
+        if responder is not None:
+            answer = responder(request)
+            if answer is not None:
+                return _as_answer(answer)
+        return Reply(text="Echo: " + request.last_user_text())
+
+    def _serve(self, request: ReceivedRequest, handler: _Handler) -> None:
+        action = request.action
+        known = (request.method == "GET" and action in ("list", "get")) or (
+            request.method == "POST" and request.model and action in (*GENERATE_ACTIONS, "countTokens")
+        )
+        if request.version is None or not known:
+            message = f"The requested URL {request.path} was not found on this server."
+            handler.send_json(404, error_body(404, "NOT_FOUND", message))
+            return
+        problem = self._key_error(request)
+        if problem is None and request.method == "POST" and request.body is None:
+            problem = Error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+        if problem is None and action not in ("list", "get"):
+            problem = self._model_error(request)
+        if problem is not None:
+            handler.send_json(problem.code, problem.body())
+        elif action == "list":
+            self._serve_list(request, handler)
+        elif action == "get":
+            self._serve_get(request, handler)
+        elif action == "countTokens":
+            words = request.prompt_words()
+            handler.send_json(
+                200,
+                {
+                    "totalTokens": words,
+                    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": words}],
+                },
+            )
+        else:
+            self._serve_generate(request, handler, self._next_answer(request))
+
+    def _serve_list(self, request: ReceivedRequest, handler: _Handler) -> None:
+        models = self.models or []
+        try:
+            size = int(request.query.get("pageSize") or DEFAULT_PAGE_SIZE)
+        except ValueError:
+            size = -1
+        token = request.query.get("pageToken")
+        start = _decode_page_token(token) if token else 0
+        if size < 0 or start is None:
+            err = Error(400, "INVALID_ARGUMENT", "Invalid pageSize or pageToken.")
+            handler.send_json(err.code, err.body())
+            return
+        size = min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        answer: dict[str, Any] = {"models": models[start : start + size]}
+        if start + size < len(models):
+            answer["nextPageToken"] = _encode_page_token(start + size)
+        handler.send_json(200, answer)
+
+    def _serve_get(self, request: ReceivedRequest, handler: _Handler) -> None:
+        model_id = request.model or ""
+        model = self._find_model(model_id)
+        if model is None and self.models is None:
+            model = synthesized_model(model_id)
+        if model is None:
+            err = Error.not_found(model_id, request.version or "v1", "get")
+            handler.send_json(err.code, err.body())
+        else:
+            handler.send_json(200, model)
+
+    def _serve_generate(self, request: ReceivedRequest, handler: _Handler, answer: Answer) -> None:
+        # Real streaming needs alt=sse; without it the API answers one JSON
+        # array holding every chunk.
+        sse = request.stream and request.query.get("alt") == "sse"
+        array = request.stream and not sse
+
+        if isinstance(answer, Error):
+            self._sleep(answer.hang)
+            if not (request.stream and answer.after_chunks is not None):
+                handler.send_json(answer.code, answer.body())
+                return
+            version = request.model or ""
+            response_id = self._next_response_id()
+            events: list[Any] = [text_chunk_event(text, version, response_id) for text in answer.stream_texts()]
+            self._send_events(handler, events + [answer.body()], self.chunk_delay, array)
+            return
+
+        response_id = self._next_response_id()
+        if isinstance(answer, Blocked):
+            response = blocked_response(answer, request, response_id)
+            if request.stream:
+                self._send_events(handler, [response], 0, array)
+            else:
+                handler.send_json(200, response)
+            return
+
+        self._sleep(answer.hang)
+        if not request.stream:
+            handler.send_json(200, reply_response(answer, request, response_id))
+            return
+        delay = self.chunk_delay if answer.delay is None else answer.delay
+        self._send_events(handler, reply_events(answer, request, response_id), delay, array)
+
+    def _send_events(self, handler: _Handler, events: list[Any], delay: float, array: bool) -> None:
+        if array:  # streamGenerateContent without alt=sse
+            handler.send_json(200, events)
+            return
+        handler.start_sse()
+        for i, event in enumerate(events):
+            if i:
+                self._sleep(delay)
+            handler.send_event(event)
+        handler.end_sse()
+
+
+def _as_answer(answer: Any) -> Answer:
+    if isinstance(answer, str):
+        return Reply(text=answer)
+    if isinstance(answer, (Reply, Error, Blocked)):
+        return answer
+    raise TypeError(f"expected Reply, Error, Blocked or str, got {answer!r}")

@@ -1,0 +1,727 @@
+"""Tests for the fake Gemini server, driven through the real google-genai SDK.
+
+Every test talks real HTTP from ``genai.Client`` to ``FakeGemini`` on
+127.0.0.1, so they also pin down the wire shapes the SDK accepts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from google import genai
+from google.genai import errors, types
+
+from tests.fake_gemini import Blocked, Error, FakeGemini, Reply
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "gemini-2.5-flash"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    for name in (
+        "GOOGLE_GENAI_USE_VERTEXAI",
+        "GOOGLE_GENAI_USE_ENTERPRISE",
+        "GOOGLE_GENAI_API_VERSION",
+        "GEMINI_API_KEY",
+        "GOOGLE_API_KEY",
+        "GOOGLE_GEMINI_BASE_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def server():
+    with FakeGemini() as fake:
+        yield fake
+
+
+def make_client(server: FakeGemini, key: str = "test-key", **http: object) -> genai.Client:
+    return genai.Client(
+        api_key=key,
+        http_options=types.HttpOptions(base_url=server.url, **http),
+    )
+
+
+@pytest.fixture
+def client(server: FakeGemini) -> genai.Client:
+    return make_client(server)
+
+
+def raw_post(url: str, body: object) -> tuple[int, dict[str, str], bytes]:
+    """POST without the SDK, for wire details the SDK hides."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "x-goog-api-key": "k"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+# ---------------------------------------------------------------------------
+# generate_content
+# ---------------------------------------------------------------------------
+
+
+def test_default_echo(server, client):
+    response = client.models.generate_content(model=MODEL, contents="hello big world")
+    assert response.text == "Echo: hello big world"
+    assert response.candidates[0].content.role == "model"
+    assert response.candidates[0].finish_reason == types.FinishReason.STOP
+    assert response.model_version == MODEL
+    assert response.response_id == "resp-1"
+    usage = response.usage_metadata
+    assert (usage.prompt_token_count, usage.candidates_token_count) == (3, 4)
+    assert usage.total_token_count == 7
+
+
+def test_queue_is_fifo_then_falls_back_to_echo(server, client):
+    server.queue(Reply(text="first"), "second")  # a str is Reply(text=...)
+    assert server.pending == 2
+    texts = [client.models.generate_content(model=MODEL, contents="q").text for _ in range(3)]
+    assert texts == ["first", "second", "Echo: q"]
+    assert [r.action for r in server.requests] == ["generateContent"] * 3
+
+
+def test_response_ids_are_deterministic_and_reset(server, client):
+    ids = [client.models.generate_content(model=MODEL, contents="q").response_id for _ in range(2)]
+    assert ids == ["resp-1", "resp-2"]
+    server.reset()
+    assert client.models.generate_content(model=MODEL, contents="q").response_id == "resp-1"
+
+
+def test_reply_options(server, client):
+    grounding = {
+        "webSearchQueries": ["weather paris"],
+        "groundingChunks": [{"web": {"uri": "https://example.com", "title": "Example"}}],
+        "groundingSupports": [
+            {
+                "segment": {"startIndex": 0, "endIndex": 5, "text": "Sunny"},
+                "groundingChunkIndices": [0],
+            }
+        ],
+    }
+    server.queue(
+        Reply(
+            text="Sunny today",
+            finish_reason="MAX_TOKENS",
+            usage={"promptTokenCount": 11, "candidatesTokenCount": 22, "totalTokenCount": 33},
+            model_version="gemini-2.5-flash-001",
+            grounding=grounding,
+            extra={"modelStatus": {"modelStage": "STABLE"}},
+        )
+    )
+    response = client.models.generate_content(model=MODEL, contents="weather?")
+    cand = response.candidates[0]
+    assert response.text == "Sunny today"
+    assert cand.finish_reason == types.FinishReason.MAX_TOKENS
+    assert cand.grounding_metadata.web_search_queries == ["weather paris"]
+    assert cand.grounding_metadata.grounding_chunks[0].web.uri == "https://example.com"
+    assert response.usage_metadata.total_token_count == 33
+    assert response.model_version == "gemini-2.5-flash-001"
+    assert response.model_status is not None
+
+
+def test_no_finish_reason(server, client):
+    server.queue(Reply(text="cut", finish_reason=None))
+    response = client.models.generate_content(model=MODEL, contents="q")
+    assert response.candidates[0].finish_reason is None
+
+
+def test_non_text_parts(server, client):
+    parts = [
+        {"text": "Let me think about it", "thought": True},
+        {"text": "Here is a call."},
+        {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}, "id": "c1"}},
+        {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
+    ]
+    server.queue(Reply(parts=parts))
+    response = client.models.generate_content(model=MODEL, contents="q")
+    got = response.candidates[0].content.parts
+    assert got[0].thought is True
+    assert response.text == "Here is a call."  # thoughts are skipped
+    assert response.function_calls[0].name == "get_weather"
+    assert response.function_calls[0].args == {"city": "Paris"}
+    assert got[3].inline_data.mime_type == "image/png"
+    assert got[3].inline_data.data == b"\x89PNG\r\n\x1a\n"
+    assert response.usage_metadata.thoughts_token_count == 5
+
+
+def test_empty_answer_has_no_parts_like_real_gemini(server, client):
+    server.queue(Reply(text=""), Reply(text=""))
+    response = client.models.generate_content(model=MODEL, contents="q")
+    assert response.text is None
+    assert response.candidates[0].finish_reason == types.FinishReason.STOP
+    assert response.candidates[0].content.parts is None
+    chunks = list(client.models.generate_content_stream(model=MODEL, contents="q"))
+    assert len(chunks) == 1
+    assert chunks[0].text is None
+    assert chunks[0].candidates[0].finish_reason == types.FinishReason.STOP
+
+
+def test_hang_lets_client_time_out(server):
+    client = make_client(server, timeout=300)  # milliseconds
+    server.queue(Reply(text="late", hang=5))
+    started = time.monotonic()
+    with pytest.raises(Exception) as info:
+        client.models.generate_content(model=MODEL, contents="q")
+    assert time.monotonic() - started < 4
+    assert "timeout" in type(info.value).__name__.lower() or "timed out" in str(info.value)
+
+
+# ---------------------------------------------------------------------------
+# generate_content_stream
+# ---------------------------------------------------------------------------
+
+
+def test_stream_default_three_chunks_with_final_metadata(server, client):
+    chunks = list(client.models.generate_content_stream(model=MODEL, contents="one two three"))
+    assert len(chunks) == 3
+    assert "".join(c.text for c in chunks) == "Echo: one two three"
+    assert [c.candidates[0].finish_reason for c in chunks] == [None, None, types.FinishReason.STOP]
+    assert [c.usage_metadata is not None for c in chunks] == [False, False, True]
+    assert {c.response_id for c in chunks} == {"resp-1"}
+    assert all(c.candidates[0].content.role == "model" for c in chunks)
+    assert server.last.path == f"/v1/models/{MODEL}:streamGenerateContent"
+    assert server.last.query == {"alt": "sse"}
+
+
+def test_stream_chunks_arrive_as_they_are_sent(server, client):
+    server.queue(Reply(chunks=["a ", "b ", "c"], delay=0.4))
+    started = time.monotonic()
+    arrivals = []
+    for chunk in client.models.generate_content_stream(model=MODEL, contents="q"):
+        arrivals.append((time.monotonic() - started, chunk.text))
+    assert [text for _, text in arrivals] == ["a ", "b ", "c"]
+    # The last chunk is sent ~0.8 s after the first; the first must not wait for it.
+    assert arrivals[0][0] < 0.35
+    assert arrivals[-1][0] >= 0.75
+    assert arrivals[1][0] - arrivals[0][0] >= 0.3
+
+
+def test_server_chunk_delay_default(server, client):
+    server.chunk_delay = 0.2
+    started = time.monotonic()
+    chunks = list(client.models.generate_content_stream(model=MODEL, contents="x y z"))
+    assert len(chunks) == 3
+    assert time.monotonic() - started >= 0.35
+
+
+def test_stream_many_chunks_is_fast(server, client):
+    words = [f"w{i} " for i in range(10_000)]
+    server.queue(Reply(chunks=words))
+    started = time.monotonic()
+    count = 0
+    for chunk in client.models.generate_content_stream(model=MODEL, contents="q"):
+        count += 1
+        last = chunk
+    assert count == 10_000
+    assert last.usage_metadata.candidates_token_count == 10_000
+    assert time.monotonic() - started < 20  # SDK parsing dominates; the server takes ~0.2 s
+
+
+def test_stream_parts_one_per_chunk(server, client):
+    parts = [{"text": "hmm", "thought": True}, {"text": "answer"}]
+    server.queue(Reply(parts=parts))
+    chunks = list(client.models.generate_content_stream(model=MODEL, contents="q"))
+    assert len(chunks) == 2
+    assert chunks[0].candidates[0].content.parts[0].thought is True
+    assert chunks[1].text == "answer"
+
+
+def test_non_streamed_reply_merges_chunks(server, client):
+    server.queue(Reply(chunks=["Hel", "lo ", "there"]))
+    response = client.models.generate_content(model=MODEL, contents="q")
+    assert [p.text for p in response.candidates[0].content.parts] == ["Hello there"]
+
+
+def test_stream_without_alt_sse_is_a_json_array(server):
+    status, headers, body = raw_post(
+        f"{server.url}/v1beta/models/{MODEL}:streamGenerateContent",
+        {"contents": [{"role": "user", "parts": [{"text": "a b c d"}]}]},
+    )
+    assert status == 200
+    events = json.loads(body)
+    assert isinstance(events, list) and len(events) == 3
+
+
+def test_sse_wire_format(server):
+    status, headers, body = raw_post(
+        f"{server.url}/v1/models/{MODEL}:streamGenerateContent?alt=sse",
+        {"contents": [{"parts": [{"text": "hi"}]}]},
+    )
+    assert status == 200
+    assert headers["Content-Type"] == "text/event-stream"
+    events = body.split(b"\r\n\r\n")
+    assert events[-1] == b""
+    assert all(e.startswith(b"data: {") for e in events[:-1])
+
+
+def test_async_stream(server, client):
+    server.queue(Reply(chunks=["x", "y"]))
+
+    async def collect() -> list[str]:
+        stream = await client.aio.models.generate_content_stream(model=MODEL, contents="q")
+        return [chunk.text async for chunk in stream]
+
+    assert asyncio.run(collect()) == ["x", "y"]
+
+
+def test_chat_sends_history_and_keeps_streamed_turns(server, client):
+    chat = client.chats.create(model=MODEL)
+    assert chat.send_message("first question").text == "Echo: first question"
+    streamed = "".join(c.text for c in chat.send_message_stream("second one"))
+    assert streamed == "Echo: second one"
+    chat.send_message("third")
+    last = server.last
+    assert last.user_texts() == ["first question", "second one", "third"]
+    # The SDK records each streamed chunk as its own model Content in history.
+    roles = [c["role"] for c in last.body["contents"]]
+    assert roles == ["user", "model", "user", "model", "model", "model", "user"]
+    streamed_turn = "".join(c["parts"][0]["text"] for c in last.body["contents"][3:6])
+    assert streamed_turn == "Echo: second one"
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+
+def test_quota_error(server, client):
+    server.queue(Error.quota(retry_delay="30s"))
+    with pytest.raises(errors.ClientError) as info:
+        client.models.generate_content(model=MODEL, contents="q")
+    err = info.value
+    assert (err.code, err.status) == (429, "RESOURCE_EXHAUSTED")
+    assert "Quota exceeded for metric" in err.message
+    details = err.details["error"]["details"]
+    by_type = {d["@type"].rsplit(".", 1)[-1]: d for d in details}
+    assert by_type["RetryInfo"]["retryDelay"] == "30s"
+    violation = by_type["QuotaFailure"]["violations"][0]
+    assert violation["quotaId"] == "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+    assert violation["quotaDimensions"] == {"location": "global", "model": MODEL}
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "code", "status"),
+    [
+        (Error.server(), errors.ServerError, 500, "INTERNAL"),
+        (Error.server(503), errors.ServerError, 503, "UNAVAILABLE"),
+        (Error.not_found("gemini-x"), errors.ClientError, 404, "NOT_FOUND"),
+        (Error.invalid_key(), errors.ClientError, 400, "INVALID_ARGUMENT"),
+        (Error.permission(), errors.ClientError, 403, "PERMISSION_DENIED"),
+        (Error(400, "FAILED_PRECONDITION", "No free tier here."), errors.ClientError, 400, "FAILED_PRECONDITION"),
+    ],
+)
+def test_error_kinds(server, client, error, kind, code, status):
+    server.queue(error)
+    with pytest.raises(kind) as info:
+        client.models.generate_content(model=MODEL, contents="q")
+    assert (info.value.code, info.value.status) == (code, status)
+    assert info.value.message == error.message
+    assert info.value.details == error.body()
+
+
+def test_errors_on_stream_raise_at_first_next(server, client):
+    server.queue(Error.server(503))
+    stream = client.models.generate_content_stream(model=MODEL, contents="q")
+    with pytest.raises(errors.ServerError) as info:
+        next(stream)
+    assert info.value.message == "The model is overloaded. Please try again later."
+
+
+def test_error_details_and_retry_delay(server, client):
+    detail = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "X"}
+    server.queue(Error(429, "RESOURCE_EXHAUSTED", "slow down", details=[detail], retry_delay="7s"))
+    with pytest.raises(errors.ClientError) as info:
+        client.models.generate_content(model=MODEL, contents="q")
+    assert info.value.details["error"]["details"] == [
+        detail,
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7s"},
+    ]
+
+
+def test_mid_stream_error_after_chunks(server, client):
+    server.queue(Error.server(500, after_chunks=2, chunks=["partial ", "answer "]))
+    received = []
+    with pytest.raises(errors.ServerError) as info:
+        for chunk in client.models.generate_content_stream(model=MODEL, contents="q"):
+            received.append(chunk.text)
+    assert received == ["partial ", "answer "]
+    assert (info.value.code, info.value.status) == (500, "INTERNAL")
+
+
+def test_mid_stream_quota_error_generates_chunks(server, client):
+    server.queue(Error.quota(after_chunks=1))
+    received = []
+    with pytest.raises(errors.ClientError) as info:
+        for chunk in client.models.generate_content_stream(model=MODEL, contents="q"):
+            received.append(chunk.text)
+    assert received == ["chunk 1 "]
+    assert info.value.code == 429
+
+
+def test_after_chunks_ignored_without_streaming(server, client):
+    server.queue(Error.server(500, after_chunks=2))
+    with pytest.raises(errors.ServerError):
+        client.models.generate_content(model=MODEL, contents="q")
+
+
+def test_sdk_retry_options_use_the_queue(server):
+    client = make_client(
+        server,
+        retry_options=types.HttpRetryOptions(attempts=2, initial_delay=0.01, max_delay=0.05),
+    )
+    server.queue(Error.server(503), Reply(text="second try"))
+    assert client.models.generate_content(model=MODEL, contents="q").text == "second try"
+    assert len(server.requests) == 2
+
+
+def test_responder_exception_becomes_500(server, client, capsys):
+    def broken(request):
+        raise RuntimeError("boom")
+
+    server.responder = broken
+    with pytest.raises(errors.ServerError) as info:
+        client.models.generate_content(model=MODEL, contents="q")
+    assert "boom" in info.value.message
+    assert isinstance(server.errors[0], RuntimeError)
+
+
+def test_unknown_route_is_google_404(server):
+    status, _, body = raw_post(f"{server.url}/v1/files:upload", {})
+    assert status == 404
+    assert json.loads(body)["error"]["status"] == "NOT_FOUND"
+    status, _, _ = raw_post(f"{server.url}/v2/models/{MODEL}:generateContent", {})
+    assert status == 404
+
+
+# ---------------------------------------------------------------------------
+# Blocked prompts
+# ---------------------------------------------------------------------------
+
+
+def test_blocked_prompt(server, client):
+    server.queue(Blocked("PROHIBITED_CONTENT"), Blocked())
+    response = client.models.generate_content(model=MODEL, contents="bad words")
+    assert response.candidates is None
+    assert response.text is None
+    assert response.prompt_feedback.block_reason == types.BlockedReason.PROHIBITED_CONTENT
+    assert response.usage_metadata.prompt_token_count == 2
+    assert response.model_version == MODEL
+
+    chunks = list(client.models.generate_content_stream(model=MODEL, contents="bad"))
+    assert len(chunks) == 1
+    assert chunks[0].prompt_feedback.block_reason == types.BlockedReason.SAFETY
+
+
+# ---------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------
+
+
+def test_models_list_defaults(server, client):
+    models = list(client.models.list())
+    names = [m.name for m in models]
+    assert names == [
+        "models/gemini-2.5-flash",
+        "models/gemini-2.5-flash-lite",
+        "models/gemini-2.5-pro",
+        "models/gemini-3-flash-preview",
+        "models/gemma-3-27b-it",
+        "models/gemini-embedding-001",
+    ]
+    flash = models[0]
+    assert flash.display_name == "Gemini 2.5 Flash"
+    assert flash.input_token_limit == 1048576
+    assert "generateContent" in flash.supported_actions
+    assert flash.thinking is True
+    assert models[-1].supported_actions == ["embedContent"]
+
+
+def test_models_list_paging(server, client):
+    server.models = [
+        {"name": f"models/gemini-test-{i}", "supportedGenerationMethods": ["generateContent"]} for i in range(5)
+    ]
+    pager = client.models.list(config={"page_size": 2})
+    assert len(pager.page) == 2
+    names = [m.name for m in pager]
+    assert names == [f"models/gemini-test-{i}" for i in range(5)]
+    lists = [r for r in server.requests if r.action == "list"]
+    assert len(lists) == 3
+    assert lists[0].query == {"pageSize": "2"}
+    assert lists[1].query["pageToken"]
+    assert all(r.method == "GET" and r.path == "/v1/models" for r in lists)
+
+
+def test_models_get(server, client):
+    model = client.models.get(model="gemini-2.5-pro")
+    assert model.display_name == "Gemini 2.5 Pro"
+    assert server.last.action == "get"
+    assert server.last.model == "gemini-2.5-pro"
+    with pytest.raises(errors.ClientError) as info:
+        client.models.get(model="no-such-model")
+    assert (info.value.code, info.value.status) == (404, "NOT_FOUND")
+
+
+def test_unknown_model(server, client):
+    with pytest.raises(errors.ClientError) as info:
+        client.models.generate_content(model="no-such-model", contents="q")
+    assert info.value.code == 404
+    assert "models/no-such-model is not found for API version v1" in info.value.message
+    # Unlisted gemini/gemma ids are accepted so tests can use any of them.
+    assert client.models.generate_content(model="gemini-9-ultra", contents="q").text == "Echo: q"
+    # A listed model without generateContent (an embedding model) is refused.
+    with pytest.raises(errors.ClientError):
+        client.models.generate_content(model="gemini-embedding-001", contents="q")
+    # An unknown model fails before using a queued reply.
+    server.queue(Reply(text="kept"))
+    with pytest.raises(errors.ClientError):
+        client.models.generate_content_stream(model="nope", contents="q").__next__()
+    assert client.models.generate_content(model=MODEL, contents="q").text == "kept"
+
+
+def test_models_none_accepts_anything(server, client):
+    server.models = None
+    assert client.models.generate_content(model="any-model", contents="q").text == "Echo: q"
+    assert client.models.get(model="any-model").name == "models/any-model"
+    assert list(client.models.list()) == []
+
+
+def test_count_tokens(server, client):
+    result = client.models.count_tokens(model=MODEL, contents="one two three four")
+    assert result.total_tokens == 4
+    assert server.last.action == "countTokens"
+    assert server.last.user_texts() == ["one two three four"]
+
+
+# ---------------------------------------------------------------------------
+# API versions, keys, request log
+# ---------------------------------------------------------------------------
+
+
+def test_v1_and_v1beta(server):
+    v1 = make_client(server)
+    beta = make_client(server, api_version="v1beta")
+    assert v1.models.generate_content(model=MODEL, contents="a").text == "Echo: a"
+    assert beta.models.generate_content(model=MODEL, contents="b").text == "Echo: b"
+    assert "".join(c.text for c in beta.models.generate_content_stream(model=MODEL, contents="c")) == "Echo: c"
+    assert [m.name for m in beta.models.list()][0] == "models/gemini-2.5-flash"
+    assert beta.models.count_tokens(model=MODEL, contents="x y").total_tokens == 2
+    assert [r.version for r in server.requests] == ["v1", "v1beta", "v1beta", "v1beta", "v1beta"]
+    assert server.requests[1].path == f"/v1beta/models/{MODEL}:generateContent"
+    with pytest.raises(errors.ClientError) as info:
+        beta.models.generate_content(model="nope", contents="q")
+    assert "for API version v1beta" in info.value.message
+
+
+def test_key_check(server):
+    server.valid_keys = {"test-key"}
+    assert make_client(server).models.generate_content(model=MODEL, contents="q").text
+    for call in (
+        lambda c: c.models.generate_content(model=MODEL, contents="q"),
+        lambda c: next(c.models.generate_content_stream(model=MODEL, contents="q")),
+        lambda c: list(c.models.list()),
+        lambda c: c.models.count_tokens(model=MODEL, contents="q"),
+    ):
+        with pytest.raises(errors.ClientError) as info:
+            call(make_client(server, key="wrong-key"))
+        err = info.value
+        assert (err.code, err.status) == (400, "INVALID_ARGUMENT")
+        assert err.message == "API key not valid. Please pass a valid API key."
+        info_detail = err.details["error"]["details"][0]
+        assert info_detail["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
+        assert (info_detail["reason"], info_detail["domain"]) == ("API_KEY_INVALID", "googleapis.com")
+    assert server.last.headers["x-goog-api-key"] == "wrong-key"
+    assert server.last.api_key == "wrong-key"
+
+
+def test_request_log(server, client):
+    client.models.generate_content(
+        model=MODEL,
+        contents=[
+            types.Content(role="user", parts=[types.Part(text="look at"), types.Part(text="this")]),
+        ],
+        config=types.GenerateContentConfig(
+            system_instruction="be brief",
+            temperature=0.5,
+            max_output_tokens=100,
+        ),
+    )
+    req = server.last
+    assert req is server.requests[-1]
+    assert req.method == "POST"
+    assert req.path == f"/v1/models/{MODEL}:generateContent"
+    assert (req.version, req.model, req.action) == ("v1", MODEL, "generateContent")
+    assert req.query == {}
+    assert req.headers["content-type"] == "application/json"
+    assert req.headers["x-goog-api-key"] == "test-key"
+    assert req.body["generationConfig"]["temperature"] == 0.5
+    assert req.body["generationConfig"]["maxOutputTokens"] == 100
+    assert json.loads(req.raw_body) == req.body
+    assert req.user_texts() == ["look at", "this"]
+    assert req.system_texts() == ["be brief"]
+    assert req.last_user_text() == "this"
+
+
+def test_last_without_requests(server):
+    with pytest.raises(IndexError):
+        _ = server.last
+
+
+def test_responder(server, client):
+    seen = []
+
+    def respond(request):
+        seen.append(request.model)
+        if "block" in request.last_user_text():
+            return Blocked()
+        if "none" in request.last_user_text():
+            return None  # fall back to the echo
+        return Reply(text=f"{request.model} says hi")
+
+    server.responder = respond
+    server.queue("queued first")
+    assert client.models.generate_content(model=MODEL, contents="x").text == "queued first"
+    assert client.models.generate_content(model="gemini-2.5-pro", contents="x").text == "gemini-2.5-pro says hi"
+    assert client.models.generate_content(model=MODEL, contents="none").text == "Echo: none"
+    assert client.models.generate_content(model=MODEL, contents="block").prompt_feedback
+    assert seen == ["gemini-2.5-pro", MODEL, MODEL]
+
+
+def test_reset_restores_defaults(server, client):
+    server.queue("x")
+    server.responder = lambda request: Reply(text="r")
+    server.models = []
+    server.valid_keys = {"other"}
+    server.chunk_delay = 1.0
+    server.reset()
+    assert server.requests == [] and server.pending == 0
+    assert server.responder is None and server.valid_keys is None and server.chunk_delay == 0.0
+    assert len(list(client.models.list())) == 6
+    assert client.models.generate_content(model=MODEL, contents="q").text == "Echo: q"
+
+
+def test_stop_refuses_connections():
+    fake = FakeGemini().start()
+    client = make_client(fake)
+    assert client.models.generate_content(model=MODEL, contents="q").text == "Echo: q"
+    fake.stop()
+    with pytest.raises(Exception):  # noqa: B017 - any connection error
+        client.models.generate_content(model=MODEL, contents="q")
+
+
+def test_stop_interrupts_a_hang():
+    fake = FakeGemini().start()
+    fake.queue(Reply(text="never", hang=30))
+    client = make_client(fake)
+    outcome = []
+
+    def call():
+        try:
+            client.models.generate_content(model=MODEL, contents="q")
+        except Exception as exc:  # noqa: BLE001
+            outcome.append(exc)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    fake.stop()
+    thread.join(5)
+    assert time.monotonic() - started < 3
+    assert outcome and not thread.is_alive()
+
+
+# ---------------------------------------------------------------------------
+# Scripts and the CLI
+# ---------------------------------------------------------------------------
+
+SCRIPT = {
+    "rules": [
+        {"match": "weather", "model": "gemini-2.5-pro", "reply": {"text": "Pro weather"}},
+        {"match": "weather", "reply": {"chunks": ["Sun", "ny"], "finish_reason": "STOP"}},
+        {
+            "match": "quota",
+            "error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "slow", "retry_delay": "30s"},
+        },
+        {"match": "overload", "error": {"kind": "server", "code": 503}},
+        {"match": "bad", "blocked": "SAFETY"},
+        {"match": "picture", "reply": {"parts": [{"inlineData": {"mimeType": "image/png", "data": "AAAA"}}]}},
+    ],
+    "default": {"text": "Default answer"},
+    "chunk_delay": 0.01,
+}
+
+
+def test_from_script():
+    server = FakeGemini.from_script(SCRIPT)
+    assert server.chunk_delay == 0.01
+    with server:
+        client = make_client(server)
+        ask = client.models.generate_content
+        assert ask(model=MODEL, contents="weather?").text == "Sunny"
+        assert ask(model="gemini-2.5-pro", contents="weather?").text == "Pro weather"
+        stream = client.models.generate_content_stream(model=MODEL, contents="the weather")
+        assert [c.text for c in stream] == ["Sun", "ny"]
+        with pytest.raises(errors.ClientError) as info:
+            ask(model=MODEL, contents="quota please")
+        assert info.value.details["error"]["details"][0]["retryDelay"] == "30s"
+        with pytest.raises(errors.ServerError):
+            ask(model=MODEL, contents="overload")
+        assert ask(model=MODEL, contents="bad").prompt_feedback.block_reason == types.BlockedReason.SAFETY
+        assert ask(model=MODEL, contents="picture").candidates[0].content.parts[0].inline_data
+        assert ask(model=MODEL, contents="other").text == "Default answer"
+
+
+def test_script_from_file_and_bad_script(tmp_path):
+    path = tmp_path / "script.json"
+    path.write_text(json.dumps({"rules": [{"match": "hi", "reply": {"text": "hello"}}]}))
+    with FakeGemini.from_script(path) as server:
+        client = make_client(server)
+        assert client.models.generate_content(model=MODEL, contents="hi").text == "hello"
+        assert client.models.generate_content(model=MODEL, contents="x").text == "Echo: x"
+    with pytest.raises(ValueError):
+        FakeGemini.from_script({"rulez": []})
+    with pytest.raises(TypeError):
+        FakeGemini.from_script({"rules": [{"match": "x", "reply": {"txt": "typo"}}]})
+
+
+def test_cli(tmp_path):
+    path = tmp_path / "script.json"
+    path.write_text(json.dumps(SCRIPT))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_gemini", "--port", "0", "--script", str(path), "--chunk-delay", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline().strip()
+        assert line.startswith("URL=http://127.0.0.1:")
+        url = line.removeprefix("URL=")
+        client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=url))
+        assert client.models.generate_content(model=MODEL, contents="weather").text == "Sunny"
+        assert client.models.generate_content(model=MODEL, contents="zzz").text == "Default answer"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert proc.returncode == 0
