@@ -13,7 +13,6 @@ here once, so each front end gets them for free.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -177,6 +176,9 @@ class Answer:
             try:
                 for response in self._open():
                     yield from self._absorb(response)
+                if self.error is not None:
+                    yield Failed(self.error)
+                    return
                 break
             except GeminiError as exc:
                 error = exc
@@ -210,8 +212,9 @@ class Answer:
     def _delay(self, error: GeminiError, attempt: int) -> float:
         if error.retry_after is not None:
             return error.retry_after
-        delay = self.engine.retry.base_delay * 2 ** (attempt - 1)
-        return delay * (1 + 0.1 * random.random()) if not self.engine.replaying() else delay
+        # No jitter: one notebook is no thundering herd, and a deterministic delay
+        # keeps the retry notice identical between a recorded run and its replay.
+        return self.engine.retry.base_delay * 2 ** (attempt - 1)
 
     def _open(self):
         client = self.engine.connection.client()
@@ -235,9 +238,11 @@ class Answer:
             feedback = response.prompt_feedback
             if feedback is not None and feedback.block_reason is not None:
                 reason = _enum_name(feedback.block_reason)
-                raise PromptBlocked(
+                # Not raised here: the stream is read to its end (so a recording
+                # keeps it), and _run reports the block after the loop.
+                self.error = PromptBlocked(
                     f"The prompt was blocked by Gemini ({reason}).",
-                    "Rephrase it; safety thresholds can be set in the request config.",
+                    "Rephrase the prompt.",
                 )
             return
         candidate = candidates[0]
@@ -303,6 +308,10 @@ def usage_line(answer: Answer) -> str:
     if answer.finish_reason:
         parts.append(answer.finish_reason.lower())
     return " · ".join(parts)
+
+
+def retry_line(event: Retrying, attempts: int) -> str:
+    return f"{event.error.message} Retrying in {event.delay:g} s (attempt {event.attempt} of {attempts})."
 
 
 def provenance(answer: Answer) -> dict:

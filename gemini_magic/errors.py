@@ -7,6 +7,7 @@ into a `GeminiError`; the original stays in `__cause__` for `--debug`.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass
 
@@ -123,7 +124,7 @@ def _quota_name(exc) -> str:
                 quota = violation.get("quotaId") or violation.get("quotaMetric") or ""
                 value = violation.get("quotaValue")
                 if quota:
-                    limit = f" (limit {value})" if value else ""
+                    limit = f", limit {value}" if value else ""
                     return f"{quota}{limit}"
     return ""
 
@@ -190,12 +191,12 @@ def _api_error(exc, context: Context) -> GeminiError:
     if code == 429:
         delay = retry_delay(exc)
         quota = _quota_name(exc)
-        which = f" ({quota})" if quota else ""
+        which = f": {quota}" if quota else ""
         when = f"Retry in {delay:g} s. " if delay is not None else "Retry later. "
         return QuotaExhausted(
             f"Quota exhausted{which}.",
-            when + "The free tier allows only a few requests a minute and a day; `%gemini usage` "
-            "shows yours, or use a lighter model (-m gemini-2.5-flash-lite).",
+            when + "The free tier allows only a few requests a minute and a day: wait, or use a "
+            "lighter model (-m gemini-2.5-flash-lite).",
             retry_after=delay,
         )
     if code in (408, 504):
@@ -229,7 +230,7 @@ def _not_recorded(miss) -> GeminiError:
     if len(prompt) > 60:
         prompt = prompt[:57] + "..."
     shown = f" for the prompt {prompt!r}" if prompt else f" for {miss.request.get('path')}"
-    where = f" in {miss.path}" if miss.path else ""
+    where = f" in {_shown_path(miss.path)}" if miss.path else ""
     if miss.reason == "no-key":
         return NotRecorded(
             f"No recorded answer{shown}{where}, and no API key to ask Gemini.",
@@ -237,9 +238,15 @@ def _not_recorded(miss) -> GeminiError:
         )
     return NotRecorded(
         f"No recorded answer{shown}{where} (replay mode sends nothing to the network).",
-        f"Record it with a key: %gemini cache {miss.path or 'PATH'} (or GEMINI_MAGIC_MODE=cache), "
+        f"Record it with a key: %gemini cache {_shown_path(miss.path) if miss.path else 'PATH'} (or GEMINI_MAGIC_MODE=cache), "
         "then run the cell again.",
     )
+
+
+def _shown_path(path) -> str:
+    """A recording's path relative to the working directory when it is below it."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
 
 
 def scrub(text: str, secret: str | None) -> str:

@@ -135,12 +135,6 @@ def _record_response(status: int, content_type: str, raw: bytes) -> dict:
     return {"status": status, "body": body}
 
 
-def _is_error(response: dict) -> bool:
-    if response["status"] >= 400:
-        return True
-    return any(isinstance(e, dict) and "error" in e for e in response.get("stream") or [])
-
-
 class Recording:
     """The recording file: entries keyed by request hash, written atomically."""
 
@@ -294,8 +288,11 @@ class RecordingTransport(httpx2.BaseTransport):
     def _store(self, key: str, normalized: dict, response: dict) -> None:
         with self._lock:
             entry = self.recording.entries.get(key)
-            if entry is not None and key in self._seen and _is_error(entry["responses"][-1]):
-                entry["responses"].append(response)  # the retry of a recorded error
+            if entry is not None and key in self._seen:
+                # The same request again in this session (a retry after a 429, a
+                # re-run cell): keep the sequence, so replay serves it in order.
+                if entry["responses"][-1] != response:
+                    entry["responses"].append(response)
             else:
                 self.recording.entries[key] = {"key": key, "request": normalized, "responses": [response]}
             self._seen.add(key)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 import time
 
-from ..engine import Failed, Finished, Retrying, TextDelta, provenance, usage_line
+from ..engine import Retrying, TextDelta, provenance, retry_line, usage_line
 from .bundles import answer_bundle
 
 _EMPTY = {"text/plain": ""}
@@ -31,7 +31,6 @@ class NotebookRenderer:
         self.handle = None
         self.updates = 0
         self._last = float("-inf")
-        self._pending = False
 
     def start(self, answer) -> None:
         self.answer = answer
@@ -56,15 +55,11 @@ class NotebookRenderer:
             # so a 10,000-chunk answer does not send 10,000 messages.
             if now - self._last >= self.interval:
                 self._last = now
-                self._pending = False
                 self._show(answer_bundle(self.answer.text, "text" if self.fmt == "code" else self.fmt))
-            else:
-                self._pending = True
         elif isinstance(event, Retrying):
-            self._show({"text/plain": f"{event.error.message} Retrying in {event.delay:g} s "
-                                      f"(attempt {event.attempt} of {self.answer.engine.retry.attempts})..."})
-        elif isinstance(event, (Finished, Failed)):
-            pass
+            # A lasting line, not a placeholder update: the saved notebook shows that
+            # the answer needed a retry, and replay prints the same line.
+            print(retry_line(event, self.answer.engine.retry.attempts), file=sys.stderr)
 
     def finish(self, answer) -> None:
         from IPython.display import display

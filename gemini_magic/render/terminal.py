@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..engine import Retrying, TextDelta, usage_line
+from ..engine import Retrying, TextDelta, retry_line, usage_line
 
 
 class TerminalRenderer:
@@ -25,7 +25,7 @@ class TerminalRenderer:
             out.flush()
             self._wrote = True
         elif isinstance(event, Retrying):
-            print(f"{event.error.message} Retrying in {event.delay:g} s...", file=self.err or sys.stderr)
+            print(retry_line(event, self.answer.engine.retry.attempts), file=self.err or sys.stderr)
 
     def finish(self, answer) -> None:
         out = self.out or sys.stdout

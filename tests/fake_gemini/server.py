@@ -636,17 +636,28 @@ class ScriptResponder:
     """
 
     def __init__(self, rules: list[dict[str, Any]], default: dict | None = None):
-        # Build every answer now so a bad script fails at load time.
-        self.rules = [(rule.get("match", ""), rule.get("model"), answer_from_spec(rule)) for rule in rules]
+        # Build every answer now so a bad script fails at load time. A rule with
+        # "sequence" answers its items in turn, the last one repeating (a 429,
+        # then the retry's success).
+        self.rules = [
+            (rule.get("match", ""), rule.get("model"),
+             [answer_from_spec(item) for item in rule["sequence"]] if "sequence" in rule else [answer_from_spec(rule)])
+            for rule in rules
+        ]
         self.default = answer_from_spec(default) if default else None
+        self._served: dict[int, int] = {}
+        self._lock = threading.Lock()
 
     def __call__(self, request: ReceivedRequest) -> Answer | None:
         text = request.last_user_text()
-        for match, model, answer in self.rules:
+        for index, (match, model, answers) in enumerate(self.rules):
             if model is not None and _strip_models(model) != request.model:
                 continue
             if match in text:
-                return answer
+                with self._lock:
+                    served = self._served.get(index, 0)
+                    self._served[index] = served + 1
+                return answers[min(served, len(answers) - 1)]
         return self.default
 
 
