@@ -238,8 +238,8 @@ def _not_recorded(miss) -> GeminiError:
         )
     return NotRecorded(
         f"No recorded answer{shown}{where} (replay mode sends nothing to the network).",
-        f"Record it with a key: %gemini cache {_shown_path(miss.path) if miss.path else 'PATH'} (or GEMINI_MAGIC_MODE=cache), "
-        "then run the cell again.",
+        f"Record it with a key: %gemini cache {_shown_path(miss.path) if miss.path else 'PATH'} "
+        "(or GEMINI_MAGIC_MODE=cache), then run the cell again.",
     )
 
 
