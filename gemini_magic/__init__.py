@@ -18,6 +18,26 @@ __version__ = "0.1.0"
 _magics = None
 
 
+def _loaded():
+    if _magics is None:
+        raise RuntimeError("Load the extension first: %load_ext gemini_magic")
+    return _magics
+
+
+def conversation(name: str):
+    """The conversation NAME (as used by `%%gemini --chat NAME`), made if new.
+
+    >>> chat = gemini_magic.conversation("story")
+    >>> chat.messages()     # [{"role": "user", "text": ...}, {"role": "model", ...}]
+    """
+    return _loaded().conversations.get_or_create(name)
+
+
+def conversations() -> dict:
+    """Every conversation of this shell, by name."""
+    return dict(_loaded().conversations)
+
+
 def load_ipython_extension(ipython) -> None:
     global _magics
     from .client import warm_up
@@ -29,6 +49,8 @@ def load_ipython_extension(ipython) -> None:
     ipython.register_magics(_magics)
     if _magics not in ipython.configurables:
         ipython.configurables.append(_magics)
+    ipython.events.register("pre_run_cell", _magics.pre_run_cell)
+    ipython.events.register("post_run_cell", _magics.post_run_cell)
     # A whole notebook can run recorded from outside (CI, nbval) without editing it.
     mode = os.environ.get(MODE_VARIABLE, "").strip().lower()
     path = os.environ.get(PATH_VARIABLE)
@@ -45,5 +67,10 @@ def unload_ipython_extension(ipython) -> None:
     ipython.magics_manager.registry.pop(type(_magics).__name__, None)
     if _magics in ipython.configurables:
         ipython.configurables.remove(_magics)
+    for event in ("pre_run_cell", "post_run_cell"):
+        try:
+            ipython.events.unregister(event, getattr(_magics, event))
+        except ValueError:  # never registered
+            pass
     _magics.connection.close()
     _magics = None

@@ -12,13 +12,17 @@ import traceback
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.utils.process import arg_split
 from traitlets import Bool, Enum, Float, Int, List, Unicode, observe
 
 from . import __version__
 from .client import KEY_VARIABLES, Connection, find_api_key
+from .client import types as sdk_types
+from .context import LastError
 from .engine import Engine, Request, RetryPolicy
 from .errors import GeminiError, scrub
+from .history import Conversation, Conversations
 from .render.bundles import FORMATS
 
 THINKING_LEVELS = ("minimal", "low", "medium", "high")
@@ -32,6 +36,13 @@ COMMANDS = {
     "cache PATH": "replay what PATH holds, record what it does not",
     "live": "stop recording or replaying",
     "recording": "show the record/replay mode and its file",
+    "chat NAME": "make NAME the conversation of plain %%gemini cells ('off': single-turn cells again)",
+    "chats": "list the conversations, with turn and token counts",
+    "history [NAME]": "show a conversation (default: the current one)",
+    "reset [NAME]": "clear a conversation",
+    "save NAME PATH": "save a conversation to a JSON file",
+    "load NAME PATH": "load a conversation from a JSON file",
+    "explain": "ask Gemini to explain the last error and suggest a fix",
 }
 
 
@@ -42,7 +53,7 @@ class CellFailed(Exception):
     counts as failed, so "Run All" stops there as after any error."""
 
     def __init__(self, error: GeminiError, debug_text: str = ""):
-        super().__init__(str(error))
+        super().__init__(scrub(str(error), find_api_key()))
         self.error = error
         self.debug_text = debug_text
 
@@ -52,7 +63,9 @@ class CellFailed(Exception):
             lines.append(self.error.hint)
         if self.debug_text:
             lines.append(self.debug_text)
-        return lines
+        # A server may echo the key in an error message; it never reaches the output.
+        key = find_api_key()
+        return [scrub(line, key) for line in lines]
 
 
 @magics_class
@@ -83,12 +96,38 @@ class GeminiMagics(Magics):
     retry_attempts = Int(4, help="Tries in all for 429, 5xx and timeouts (1 = no retry).").tag(config=True)
     retry_max_wait = Float(90.0, help="Seconds of waiting between retries, at most, in all.").tag(config=True)
     update_interval = Float(0.1, help="Seconds between display updates while streaming.").tag(config=True)
+    chat_token_budget = Int(200_000, help="Estimated tokens a conversation may send; the oldest turns "
+                                          "beyond it are trimmed.").tag(config=True)
+    summary_chars = Int(4000, help="Longest text one interpolated value may become.").tag(config=True)
+    summary_items = Int(50, help="List/dict items and DataFrame columns shown of a value.").tag(config=True)
+    summary_rows = Int(5, help="DataFrame/Series rows shown of a value.").tag(config=True)
 
     def __init__(self, shell=None, **kwargs):
         super().__init__(shell=shell, **kwargs)
         self.connection = Connection()
         self.engine = Engine(self.connection)
+        self.conversations = Conversations()
+        self.default_chat: str | None = None
+        self._cell_key: str | None = None  # the running cell, from the pre_run_cell event
+        self._last_error: LastError | None = None
         self._sync_connection()
+
+    # -- IPython events (registered at load) -------------------------------------------
+
+    def pre_run_cell(self, info) -> None:
+        # A re-run cell replaces its turn: the frontend's cell id identifies it, or,
+        # where none is sent (nbclient, the terminal), the cell's source.
+        cell_id = getattr(info, "cell_id", None)
+        raw = getattr(info, "raw_cell", "") or ""
+        self._cell_key = f"cell:{cell_id}" if cell_id else _source_key(raw)
+
+    def post_run_cell(self, result) -> None:
+        exc = getattr(result, "error_in_exec", None)
+        # Our own failures are not "the last error" to explain: the user's code's are.
+        if exc is not None and not isinstance(exc, (CellFailed, UsageError)):
+            from .context import capture_error
+
+            self._last_error = capture_error(exc, getattr(result.info, "raw_cell", "") or "")
 
     @observe("base_url", "api_version", "timeout", "retry_attempts", "retry_max_wait")
     def _settings_changed(self, change) -> None:
@@ -120,6 +159,12 @@ class GeminiMagics(Magics):
     @argument("--schema", metavar="NAME", help="Structured output: a pydantic model, dataclass or TypedDict.")
     @argument("--no-stream", action="store_true", help="Wait for the whole answer, then show it.")
     @argument("--no-interpolate", action="store_true", help="Send {braces} as written.")
+    @argument("-c", "--chat", metavar="NAME", help="Make this cell a turn of conversation NAME.")
+    @argument("--no-chat", action="store_true", help="A single-turn cell, even with a default chat set.")
+    @argument("--context", action="append", metavar="VAR",
+              help="Attach a summary of VAR (a DataFrame, function, ...) to the prompt (repeatable).")
+    @argument("--error", action="store_true",
+              help="Send the last error, its traceback and cell, asking for an explanation and a fix.")
     @argument("--usage", action="store_true", help="Add a footer with model and token usage.")
     @argument("--debug", action="store_true", help="Show full tracebacks for errors.")
     @line_cell_magic
@@ -134,12 +179,27 @@ class GeminiMagics(Magics):
         if cell is None:
             return self._command(line)
         try:
-            args = parse_argstring(self.gemini, line)
+            args = self._parse(line)
         except UsageError as exc:
             raise UsageError(f"{exc}\n{self.gemini.parser.format_usage()}See %%gemini? for every option.") from None
-        return self._ask(args, cell)
+        return self._ask(args, line, cell)
 
-    def _ask(self, args, cell: str):
+    def _parse(self, line: str):
+        # POSIX splitting, so -s "two words" arrives without its quotes.
+        try:
+            argv = arg_split(line, posix=True)
+        except ValueError as exc:  # an unclosed quote
+            raise UsageError(f"Cannot read the options: {exc}.") from None
+        args = self.gemini.parser.parse_args(argv)
+        _check_range("--temperature", args.temperature, 0.0, 2.0)
+        _check_range("--top-p", args.top_p, 0.0, 1.0)
+        _check_range("--top-k", args.top_k, 1, None)
+        _check_range("--max-tokens", args.max_tokens, 1, None)
+        if args.thinking is not None:
+            _thinking(args.thinking)
+        return args
+
+    def _ask(self, args, line: str, cell: str):
         debug = args.debug or self.debug
         try:
             request, fmt = self._request(args, cell)
@@ -149,8 +209,26 @@ class GeminiMagics(Magics):
 
         renderer = renderer_for(self.shell, fmt=fmt, footer=args.usage or self.usage,
                                 interval=self.update_interval)
+        chat = self._chat_for(args)
+        key = self._cell_key or _source_key(f"%%gemini {line}\n{cell}")
+        if chat is not None:
+            user = request.contents
+            trimmed = chat.trim(self.chat_token_budget, incoming=len(_text_of(user)) // 4)
+            if trimmed:
+                print(f"Chat {chat.name!r}: the {trimmed} oldest turn(s) are no longer sent, to stay within "
+                      f"{self.chat_token_budget:,} tokens (GeminiMagics.chat_token_budget).", file=sys.stderr)
+            request.contents = chat.contents(key, user)
         answer = self.engine.send(request)
         play(answer, renderer)
+        if chat is not None and answer.error is None and not answer.interrupted:
+            # Only a complete answer becomes a turn: a failed or interrupted one leaves
+            # the conversation exactly as it was.
+            from .history import model_content
+
+            done = chat.commit(key, user, model_content(answer), request.model_id, answer.usage)
+            if done.dropped:
+                print(f"Chat {chat.name!r}: this cell's earlier turn was replaced, and the {done.dropped} "
+                      f"turn(s) after it were dropped.", file=sys.stderr)
         if args.out and (answer.text_parts or answer.parsed is not None):
             # A partial answer is stored too: nothing that arrived is lost.
             value = answer.parsed if answer.parsed is not None else answer.text
@@ -163,15 +241,28 @@ class GeminiMagics(Magics):
             raise CellFailed(GeminiError("Interrupted.", "The partial answer above is kept.")) from None
 
     def _request(self, args, cell: str) -> tuple[Request, str]:
+        from .context import describe, error_prompt, last_error
         from .prompt import interpolate
 
         prompt = cell = cell.strip()
         if self.interpolate and not args.no_interpolate:
-            result = interpolate(cell, self.shell.user_ns)
+            result = interpolate(cell, self.shell.user_ns, render=self._summarize)
             prompt = result.text
             if result.unresolved:
                 print(f"Note: left as written, no such variable: {', '.join(result.unresolved)} "
                       "(use {{ }} for literal braces).", file=sys.stderr)
+        if args.error:
+            error = self._last_error or last_error()
+            if error is None:
+                raise GeminiError("There is no error to explain yet.", "Run the cell that fails first.")
+            prompt = error_prompt(error, prompt)
+        if args.context:
+            missing = [name for name in args.context if name not in self.shell.user_ns]
+            if missing:
+                raise GeminiError(f"--context: no variable named {', '.join(missing)}.",
+                                  "Define it first, or check the spelling.")
+            summaries = [describe(name, self.shell.user_ns[name], self._limits()) for name in args.context]
+            prompt = "Context from the notebook:\n\n" + "\n\n".join(summaries) + "\n\n" + prompt
         if not prompt.strip():
             raise GeminiError("The prompt is empty.", "Write the prompt in the cell, below %%gemini.")
         model = (args.model or self.model or "").strip()
@@ -187,7 +278,25 @@ class GeminiMagics(Magics):
             config.update(schema.config())
             fmt = "json" if args.format is None else fmt
         stream = self.stream and not args.no_stream
-        return Request(model=model, contents=prompt, config=config, stream=stream, schema=schema), fmt
+        user = sdk_types().Content(role="user", parts=[sdk_types().Part(text=prompt)])
+        return Request(model=model, contents=user, config=config, stream=stream, schema=schema), fmt
+
+    def _limits(self):
+        from .context import Limits
+
+        return Limits(chars=self.summary_chars, items=self.summary_items, rows=self.summary_rows)
+
+    def _summarize(self, value) -> str:
+        from .context import summarize
+
+        try:
+            return summarize(value, self._limits())
+        except Exception:  # a value whose str() fails still gets a placeholder
+            return f"<{type(value).__name__} object>"
+
+    def _chat_for(self, args):
+        name = None if args.no_chat else (args.chat or self.default_chat)
+        return self.conversations.get_or_create(name) if name else None
 
     def _config(self, args) -> dict:
         def pick(value, default):
@@ -236,20 +345,25 @@ class GeminiMagics(Magics):
         if not words:
             return self._help()
         name, rest = words[0].lower(), words[1:]
-        handler = {
+        simple = {
             "models": self._models, "config": self._show_config, "help": self._help,
             "version": self._version, "live": self._live, "recording": self._recording,
+            "chats": self._chats,
+        }
+        with_arguments = {
             "record": self._record, "replay": self._record, "cache": self._record,
-        }.get(name)
-        if handler is None:
+            "chat": self._chat, "history": self._history, "reset": self._reset,
+            "save": self._save, "load": self._load, "explain": self._explain,
+        }
+        if name not in simple and name not in with_arguments:
             raise UsageError(f"Unknown command {name!r}. Commands: {', '.join(c.split()[0] for c in COMMANDS)}. "
                              "A prompt goes in a %%gemini cell.")
         try:
-            if name in ("record", "replay", "cache"):
-                return handler(name, rest)
+            if name in with_arguments:
+                return with_arguments[name](name, rest)
             if rest:
                 raise UsageError(f"%gemini {name} takes no arguments.")
-            return handler()
+            return simple[name]()
         except GeminiError as error:
             raise CellFailed(error, self._debug_text(error) if self.debug else "") from None
 
@@ -292,6 +406,76 @@ class GeminiMagics(Magics):
         endpoint = self.base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or "Google's default"
         print("\n".join(lines))
         print(f"API key: {key}\nEndpoint: {endpoint}\nRecording: {self._recording_status()}")
+
+    # -- conversations ----------------------------------------------------------------
+
+    def _chat(self, command: str, rest: list[str]) -> None:
+        if len(rest) != 1:
+            raise UsageError("Usage: %gemini chat NAME  (or: %gemini chat off)")
+        name = rest[0]
+        if name.lower() == "off":
+            self.default_chat = None
+            return
+        self.default_chat = name
+        self.conversations.get_or_create(name)
+
+    def _named_chat(self, command: str, rest: list[str]) -> Conversation:
+        if len(rest) > 1:
+            raise UsageError(f"Usage: %gemini {command} [NAME]")
+        name = rest[0] if rest else self.default_chat
+        if name is None:
+            raise UsageError(f"%gemini {command}: name a conversation (no default chat is set).")
+        if name not in self.conversations:
+            known = ", ".join(self.conversations) or "none yet"
+            raise GeminiError(f"No conversation named {name!r}.", f"Conversations: {known}.")
+        return self.conversations[name]
+
+    def _history(self, command: str, rest: list[str]) -> None:
+        from IPython.display import display
+
+        from .render.bundles import transcript_bundle
+
+        chat = self._named_chat(command, rest)
+        display(transcript_bundle(chat), raw=True)
+
+    def _reset(self, command: str, rest: list[str]) -> None:
+        chat = self._named_chat(command, rest)
+        chat.turns.clear()
+
+    def _chats(self) -> None:
+        if not self.conversations:
+            print("No conversations yet: %%gemini --chat NAME starts one.")
+            return
+        width = max(len(n) for n in self.conversations)
+        for name, chat in self.conversations.items():
+            mark = "*" if name == self.default_chat else " "
+            print(f"{mark} {name.ljust(width)}  {len(chat):>3} turns  {chat.tokens():>8,} tokens")
+        if self.default_chat:
+            print("* the default chat of plain %%gemini cells")
+
+    def _save(self, command: str, rest: list[str]) -> None:
+        if len(rest) != 2:
+            raise UsageError("Usage: %gemini save NAME PATH")
+        chat = self._named_chat(command, rest[:1])
+        try:
+            chat.save(rest[1])
+        except OSError as exc:
+            raise GeminiError(f"Cannot save to {rest[1]}: {exc.strerror}.", "Check the path.") from exc
+
+    def _load(self, command: str, rest: list[str]) -> None:
+        if len(rest) != 2:
+            raise UsageError("Usage: %gemini load NAME PATH")
+        name, path = rest
+        try:
+            self.conversations[name] = Conversation.load(path, name)
+        except FileNotFoundError:
+            raise GeminiError(f"No such file: {path}.", "Check the path.") from None
+        except (ValueError, KeyError) as exc:
+            raise GeminiError(f"{path} is not a saved conversation ({exc}).",
+                              "Use a file written by %gemini save.") from None
+
+    def _explain(self, command: str, rest: list[str]):
+        return self._ask(self._parse("--error " + " ".join(rest)), "--error", "")
 
     # -- record / replay --------------------------------------------------------------
 
@@ -353,3 +537,13 @@ def _thinking(value: str) -> dict:
     if budget < -1:
         raise UsageError("--thinking budget must be -1 (dynamic), 0 (off) or more.")
     return {"thinking_budget": budget}
+
+
+def _source_key(source: str) -> str:
+    import hashlib
+
+    return "source:" + hashlib.sha256(source.strip().encode()).hexdigest()[:16]
+
+
+def _text_of(content) -> str:
+    return "".join(p.text or "" for p in (content.parts or []))

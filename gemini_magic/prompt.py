@@ -2,7 +2,8 @@
 
 Rules (documented in the README):
 - a field is replaced once; a value that itself contains braces is not expanded again;
-- `{{` and `}}` give literal braces;
+- `{{...}}` gives literal braces: `{{x}}` sends `{x}` (a pair: a lone `}}`, as at
+  the end of a nested dict, is left alone);
 - anything else in braces (a dict, JSON, an f-string, a name that is not defined)
   is left exactly as written, so code pasted into a prompt never breaks it.
   Fields that look like names but do not resolve are reported, to catch typos.
@@ -17,8 +18,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+# `{{...}}` is an escaped pair (only as a pair: a JSON object ending in "}}" is
+# left alone); otherwise a field is a name followed by .attr or [key] steps.
 _FIELD = re.compile(
-    r"\{\{|\}\}|\{\s*([A-Za-z_]\w*(?:\s*\.\s*[A-Za-z_]\w*|\[[^\[\]{}]*\])*)\s*\}"
+    r"\{\{(.*?)\}\}|\{\s*([A-Za-z_]\w*(?:\s*\.\s*[A-Za-z_]\w*|\[[^\[\]{}]*\])*)\s*\}", re.DOTALL
 )
 _STEP = re.compile(r"\.\s*([A-Za-z_]\w*)|\[([^\[\]{}]*)\]")
 
@@ -57,20 +60,21 @@ def resolve(expression: str, namespace: dict) -> Any:
     return value
 
 
-def interpolate(template: str, namespace: dict) -> Interpolated:
+def interpolate(template: str, namespace: dict, render=str) -> Interpolated:
+    """Fill fields from `namespace`; `render` turns a value into text (the magic
+    passes a summarizer that bounds large objects)."""
     unresolved: list[str] = []
 
     def replace(match: re.Match) -> str:
         token = match.group(0)
-        if token == "{{":
-            return "{"
-        if token == "}}":
-            return "}"
-        expression = match.group(1)
+        expression = match.group(2)
+        if expression is None:
+            return "{" + match.group(1) + "}"
         try:
-            return str(resolve(expression, namespace))
+            value = resolve(expression, namespace)
         except _Unresolved:
             unresolved.append(token)
             return token
+        return render(value)
 
     return Interpolated(_FIELD.sub(replace, template), unresolved)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, is_typeddict
+import sys
+from typing import Any
+
+from typing_extensions import is_typeddict
 
 from .errors import GeminiError
 
@@ -55,6 +58,20 @@ class Schema:
             ) from exc
 
 
+def _pydantic_typeddict(cls):
+    """pydantic rejects typing.TypedDict before Python 3.12; the same class rebuilt
+    with typing_extensions.TypedDict (keeping which keys are required) works."""
+    import typing
+
+    import typing_extensions as te
+
+    if sys.version_info >= (3, 12) or type(cls).__module__ != "typing":
+        return cls
+    hints = typing.get_type_hints(cls)
+    fields = {k: (te.NotRequired[t] if k in cls.__optional_keys__ else te.Required[t]) for k, t in hints.items()}
+    return te.TypedDict(cls.__name__, fields)
+
+
 def is_schema_type(obj: Any) -> bool:
     if isinstance(obj, type) and dataclasses.is_dataclass(obj):
         return True
@@ -80,4 +97,4 @@ def resolve(name: str, namespace: dict) -> Schema:
             f"--schema {name}: {name} is a {type(target).__name__}, not a schema.",
             "Use a pydantic model, a dataclass or a TypedDict class.",
         )
-    return Schema(target, name)
+    return Schema(_pydantic_typeddict(target) if is_typeddict(target) else target, name)

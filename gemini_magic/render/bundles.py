@@ -34,3 +34,22 @@ def answer_bundle(text: str, fmt: str, footer: str = "", parsed=None) -> dict:
         body += f'<div class="gemini-usage" style="opacity:0.6;font-size:smaller">{html.escape(footer)}</div>'
         plain += f"\n\n[{footer}]"
     return {"text/html": f'<div class="gemini-answer">{body}</div>', "text/plain": plain}
+
+
+def transcript_bundle(conversation) -> dict:
+    """A conversation, readable: each turn's question and answer, rendered safely."""
+    lines, plain = [], []
+    for number, turn in enumerate(conversation.turns, 1):
+        note = " (trimmed: no longer sent)" if turn.trimmed else ""
+        lines.append(f"**{number}. You**{note}\n\n{turn.text('user')}\n\n**Gemini** ({turn.model_id})\n\n"
+                     f"{turn.text('model')}\n\n---")
+        plain.append(f"[{number}] You{note}:\n{turn.text('user')}\n[{number}] Gemini ({turn.model_id}):\n"
+                     f"{turn.text('model')}")
+    if not lines:
+        lines = plain = [f"Conversation {conversation.name!r} is empty."]
+    header = f"Conversation {conversation.name!r}, {len(conversation.turns)} turns"
+    return {
+        "text/html": f'<div class="gemini-history"><p><em>{html.escape(header)}</em></p>'
+                     f"{to_html(chr(10).join(lines))}</div>",
+        "text/plain": header + "\n\n" + "\n\n".join(plain),
+    }

@@ -1,0 +1,204 @@
+"""Conversations: named, multi-turn histories that behave right when cells are re-run.
+
+A turn is one question and the model's answer, keyed by the cell that asked it. The
+model's side is kept as the SDK's own `Content`, parts as returned (thought
+signatures included: Gemini 3 rejects a history rebuilt from text).
+
+    chat = conversations.get("story")
+    chat.contents(new_user_content)   # what to send
+    chat.commit(key, user, answer)    # after a complete answer only
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import client as sdk
+
+FORMAT = "gemini-magic conversation"
+# A rough size for an inline image or file part when estimating a history's tokens.
+_BLOB_TOKENS = 258
+
+
+@dataclass
+class Turn:
+    key: str  # the cell's id, or its source where the frontend sends no id
+    user: Any  # types.Content
+    model: Any  # types.Content, as returned
+    model_id: str = ""
+    usage: dict = field(default_factory=dict)
+    trimmed: bool = False  # kept for the record, no longer sent
+
+    def text(self, side: str) -> str:
+        content = self.user if side == "user" else self.model
+        return "".join(p.text for p in (content.parts or []) if p.text and not p.thought)
+
+    def estimated_tokens(self) -> int:
+        """About four characters a token; good enough to decide what to trim."""
+        total = 0
+        for content in (self.user, self.model):
+            for part in content.parts or []:
+                if part.text:
+                    total += len(part.text) // 4 + 1
+                elif part.inline_data is not None or part.file_data is not None:
+                    total += _BLOB_TOKENS
+        return total
+
+
+@dataclass
+class Commit:
+    """What a commit changed, for the one-line notices the user gets."""
+
+    replaced: bool = False
+    dropped: int = 0  # later turns dropped because an earlier cell was re-run
+
+
+class Conversation:
+    def __init__(self, name: str):
+        self.name = name
+        self.turns: list[Turn] = []
+
+    def __len__(self) -> int:
+        return len(self.turns)
+
+    def __repr__(self) -> str:
+        return f"<Conversation {self.name!r}: {len(self.turns)} turns>"
+
+    def index_of(self, key: str) -> int | None:
+        for index, turn in enumerate(self.turns):
+            if turn.key == key:
+                return index
+        return None
+
+    def history_for(self, key: str) -> list[Turn]:
+        """The turns a request from cell `key` builds on: a re-run cell sees the
+        conversation as it was when that cell first asked."""
+        index = self.index_of(key)
+        turns = self.turns if index is None else self.turns[:index]
+        return [t for t in turns if not t.trimmed]
+
+    def contents(self, key: str, user) -> list:
+        history = []
+        for turn in self.history_for(key):
+            history += [turn.user, turn.model]
+        return history + [user]
+
+    def commit(self, key: str, user, model, model_id: str = "", usage: dict | None = None) -> Commit:
+        turn = Turn(key, user, model, model_id, usage or {})
+        index = self.index_of(key)
+        if index is None:
+            self.turns.append(turn)
+            return Commit()
+        dropped = len(self.turns) - index - 1
+        self.turns[index:] = [turn]
+        return Commit(replaced=True, dropped=dropped)
+
+    def trim(self, budget: int, incoming: int = 0) -> int:
+        """Mark the oldest turns as no longer sent until the history fits the
+        budget; returns how many were trimmed now."""
+        live = [t for t in self.turns if not t.trimmed]
+        total = sum(t.estimated_tokens() for t in live) + incoming
+        trimmed = 0
+        for turn in live[:-1] if live else []:  # keep at least the latest turn
+            if total <= budget:
+                break
+            turn.trimmed = True
+            total -= turn.estimated_tokens()
+            trimmed += 1
+        return trimmed
+
+    def tokens(self) -> int:
+        return sum(t.usage.get("total_tokens", 0) for t in self.turns)
+
+    def messages(self) -> list[dict]:
+        """The conversation as plain role/text pairs, for reading or exporting."""
+        out = []
+        for turn in self.turns:
+            out.append({"role": "user", "text": turn.text("user")})
+            out.append({"role": "model", "text": turn.text("model"), "model": turn.model_id})
+        return out
+
+    # -- files ------------------------------------------------------------------------
+
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT,
+            "version": 1,
+            "name": self.name,
+            "turns": [
+                {
+                    "key": t.key,
+                    "model_id": t.model_id,
+                    "usage": t.usage,
+                    "trimmed": t.trimmed,
+                    "user": t.user.model_dump(mode="json", exclude_none=True),
+                    "model": t.model.model_dump(mode="json", exclude_none=True),
+                }
+                for t in self.turns
+            ],
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(self.to_json(), f, indent=1, ensure_ascii=False)
+            f.write("\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def from_json(cls, data: dict, name: str | None = None) -> Conversation:
+        if data.get("format") != FORMAT:
+            raise ValueError("not a gemini-magic conversation file")
+        Content = sdk.types().Content
+        conversation = cls(name or data.get("name") or "chat")
+        for t in data.get("turns", []):
+            conversation.turns.append(Turn(
+                key=t["key"], user=Content.model_validate(t["user"]), model=Content.model_validate(t["model"]),
+                model_id=t.get("model_id", ""), usage=t.get("usage", {}), trimmed=t.get("trimmed", False),
+            ))
+        return conversation
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, name: str | None = None) -> Conversation:
+        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")), name)
+
+
+class Conversations(dict):
+    """Every conversation of a shell, by name; made on first use."""
+
+    def get_or_create(self, name: str) -> Conversation:
+        if name not in self:
+            self[name] = Conversation(name)
+        return self[name]
+
+
+def model_content(answer) -> Any:
+    """One `Content` for a (possibly streamed) answer, its parts as returned.
+
+    Streamed chunks each carry a piece; adjacent plain text pieces are joined, and
+    any part with a thought signature or a non-text payload is kept as it came."""
+    types = sdk.types()
+    parts: list = []
+    for response in answer.responses:
+        for candidate in (response.candidates or [])[:1]:
+            content = candidate.content
+            for part in (content.parts if content is not None and content.parts else []):
+                previous = parts[-1] if parts else None
+                if (
+                    previous is not None
+                    and part.text is not None and previous.text is not None
+                    and not part.thought_signature and not previous.thought_signature
+                    and bool(part.thought) == bool(previous.thought)
+                ):
+                    parts[-1] = previous.model_copy(update={"text": previous.text + part.text})
+                else:
+                    parts.append(part)
+    return types.Content(role="model", parts=parts)
