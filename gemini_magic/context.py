@@ -100,6 +100,29 @@ class LastError:
     cell_source: str  # the cell that raised it, where it can be found
 
 
+_FILE = re.compile(r'File "([^"]+)"')
+_MARKERS = re.compile(r"\s*[~^]+\s*")
+
+
+def _portable_paths(text: str) -> str:
+    """Paths in a traceback, made the same on every machine and run: a cell's temp file
+    becomes "<cell>", a library file its path inside site-packages, others their name.
+    Fewer tokens, and a recorded explanation replays on another machine."""
+
+    def shorten(match: re.Match) -> str:
+        path = match.group(1)
+        if _is_cell_file(path):
+            return 'File "<cell>"'
+        for marker in ("site-packages/", "dist-packages/"):
+            if marker in path:
+                return f'File "{path.split(marker, 1)[1]}"'
+        return f'File "{os.path.basename(path)}"'
+
+    text = _FILE.sub(shorten, text)
+    # The ~~~^^^ markers differ between Python versions and add nothing for the model.
+    return "".join(line for line in text.splitlines(keepends=True) if not _MARKERS.fullmatch(line.rstrip("\n")))
+
+
 def capture_error(exc: BaseException, cell_source: str = "") -> LastError:
     """What to tell the model about an exception: its traceback as plain text and the
     source of the cell that raised it (given, or found from the traceback's frames)."""
@@ -108,7 +131,7 @@ def capture_error(exc: BaseException, cell_source: str = "") -> LastError:
     start = tb
     while start is not None and not _is_cell_file(start.tb_frame.f_code.co_filename):
         start = start.tb_next
-    text = "".join(traceback.format_exception(type(exc), exc, start or tb))
+    text = _portable_paths("".join(traceback.format_exception(type(exc), exc, start or tb)))
     if not cell_source:
         for frame, _ in traceback.walk_tb(tb):
             filename = frame.f_code.co_filename
