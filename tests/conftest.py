@@ -72,9 +72,12 @@ def ip(_shell, env):
     """An in-process IPython shell (no kernel: the terminal renderer) with the
     extension freshly loaded, and a namespace cleaned up afterwards."""
     before = set(_shell.user_ns)
+    # %config writes into the shell's config, which outlives the extension: start clean.
+    _shell.config.pop("GeminiMagics", None)
     _shell.run_line_magic("load_ext", "gemini_magic")
     yield _shell
     _shell.run_line_magic("unload_ext", "gemini_magic")
+    _shell.config.pop("GeminiMagics", None)
     for name in set(_shell.user_ns) - before:
         del _shell.user_ns[name]
 
