@@ -78,9 +78,16 @@ def _dataframe(df, limits: Limits) -> str:
                 f"{min(rows, limits.rows)} rows:\n{head}", limits.chars)
 
 
-def describe(name: str, value, limits: Limits | None = None) -> str:
-    """A titled summary, for `--context NAME`."""
-    return f"### {name} ({type(value).__module__}.{type(value).__qualname__})\n{summarize(value, limits)}"
+def describe(name: str, value, limits: Limits | None = None, fallback=None) -> str:
+    """A titled summary, for `--context NAME`; `fallback(value)` is used where the
+    value cannot summarize itself (its str() raises)."""
+    try:
+        text = summarize(value, limits)
+    except Exception:
+        if fallback is None:
+            raise
+        text = fallback(value)
+    return f"### {name} ({type(value).__module__}.{type(value).__qualname__})\n{text}"
 
 
 # -- the last error -------------------------------------------------------------------
@@ -141,12 +148,15 @@ def capture_error(exc: BaseException, cell_source: str = "") -> LastError:
     return LastError(summary, text, cell_source)
 
 
-def last_error() -> LastError | None:
-    """The last exception IPython showed, from its own record (sys.last_exc)."""
+def last_error(ignore: tuple = ()) -> LastError | None:
+    """The last exception IPython showed, from its own record (sys.last_exc), unless
+    it is of a type in `ignore`."""
     import sys
 
     exc = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
-    return capture_error(exc) if exc is not None else None
+    if exc is None or isinstance(exc, ignore):
+        return None
+    return capture_error(exc)
 
 
 def error_prompt(error: LastError, request: str = "") -> str:

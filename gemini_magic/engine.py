@@ -60,6 +60,42 @@ class Failed:
     error: GeminiError
 
 
+@dataclass
+class ToolUpdate:
+    """A tool call started or ended; `call` is a tools.ToolCall, updated in place."""
+
+    call: Any
+
+
+@dataclass
+class Notice:
+    text: str
+
+
+# -- blocks: what an answer shows, in order -----------------------------------------------
+
+
+@dataclass
+class TextBlock:
+    parts: list
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+@dataclass
+class ToolBlock:
+    call: Any
+
+
+@dataclass
+class PartBlock:
+    """A non-text part: code the model ran and its result, an image, audio."""
+
+    part: Any
+
+
 # -- request --------------------------------------------------------------------------
 
 
@@ -70,6 +106,9 @@ class Request:
     config: dict = field(default_factory=dict)  # GenerateContentConfig fields
     stream: bool = True
     schema: Any = None  # a structured-output Schema (see schema.py), parsed at the end
+    toolbox: Any = None  # tools.Toolbox: notebook functions the model may call
+    server_tools: list = field(default_factory=list)  # e.g. {"google_search": {}}
+    max_steps: int = 10
 
     @property
     def model_id(self) -> str:
@@ -98,23 +137,34 @@ FINISH_NOTICES = {
 
 
 class Answer:
-    """A lazy answer: iterate it for events, or call `.wait()` to read it whole."""
+    """A lazy answer: iterate it for events, or call `.wait()` to read it whole.
+
+    With tools, one answer spans several requests (steps): the model calls
+    functions, their results go back, and it continues. `blocks` keeps everything
+    shown, in order (text, tool calls, code it ran, ...)."""
 
     def __init__(self, engine: Engine, request: Request):
         self.engine = engine
         self.request = request
+        self.blocks: list[Any] = []
         self.text_parts: list[str] = []
         self.thought_parts: list[str] = []
         self.other_parts: list[Any] = []
-        self.responses: list[Any] = []  # the SDK's response objects, one per chunk
+        self.responses: list[Any] = []  # the SDK's response objects, every chunk of every step
+        self.step_responses: list[Any] = []  # this step's chunks
+        self.exchange: list[Any] = []  # contents added by the tool loop (model calls, tool results)
+        self.tool_calls: list[Any] = []
         self.finish_reason: str | None = None
-        self.usage: dict = {}
+        self._done_usage: dict = {}  # of finished steps
+        self._step_usage: dict = {}
         self.model_version: str | None = None
+        self.grounding: Any = None
         self.error: GeminiError | None = None
         self.interrupted = False
         self.parsed: Any = None
         self.done = False
         self._stream = None
+        self._calls: list[Any] = []  # function calls of the current step
 
     # The text is joined on demand: appending to a list keeps the hot path cheap.
     @property
@@ -124,6 +174,14 @@ class Answer:
     @property
     def thoughts(self) -> str:
         return "".join(self.thought_parts)
+
+    @property
+    def usage(self) -> dict:
+        """Token counts, added up over the steps of a tool loop."""
+        if not self._done_usage:
+            return self._step_usage
+        return {k: self._done_usage.get(k, 0) + self._step_usage.get(k, 0)
+                for k in self._done_usage.keys() | self._step_usage.keys()}
 
     def __iter__(self) -> Iterator[Any]:
         if self.done:
@@ -159,27 +217,78 @@ class Answer:
         if template:
             limit = self.request.config.get("max_output_tokens")
             return template.format(limit=f" ({limit})" if limit else "")
-        if not self.text_parts and not self.other_parts:
+        if not self.text_parts and not self.other_parts and not self.tool_calls:
             return (
                 "The model returned an empty answer. Rephrase the prompt, or raise --max-tokens "
                 "(thinking can use up the whole budget)."
             )
         return None
 
-    # -- the request ------------------------------------------------------------------
+    # -- the loop ---------------------------------------------------------------------
 
     def _run(self) -> Iterator[Any]:
+        request = self.request
+        contents = list(request.contents) if isinstance(request.contents, list) else [request.contents]
+        toolbox = request.toolbox
+        steps = 0
+        final = False
+        while True:
+            yield from self._step(contents, tools_allowed=not final)
+            if self.error is not None or self.interrupted:
+                return
+            calls = self._calls
+            if not calls or toolbox is None:
+                break
+            steps += 1
+            model_turn = self._step_content()
+            results = []
+            for call in calls:
+                self.tool_calls.append(call)
+                self.blocks.append(ToolBlock(call))
+                if final:
+                    call.status = "skipped"
+                    call.result = {"error": "Tool-call limit reached; not run."}
+                else:
+                    call.status = "running"
+                    yield ToolUpdate(call)
+                    toolbox.run(call)
+                yield ToolUpdate(call)
+                results.append(call)
+            reply = _function_responses(results)
+            if final:
+                break  # the model called tools even when told not to: stop here
+            if steps >= request.max_steps:
+                # Claudette's way out of a loop: answer the pending calls, then ask for
+                # an answer with function calling switched off.
+                reply.parts.append(sdk.types().Part(
+                    text=f"You have reached the limit of {request.max_steps} tool-call steps. "
+                         "Answer now with what you have, without calling tools."))
+                final = True
+                yield Notice(f"Reached the limit of {request.max_steps} tool steps (--max-steps): "
+                             "Gemini was asked to answer without more tool calls.")
+            self.exchange += [model_turn, reply]
+            contents = contents + [model_turn, reply]
+        self._stream = None
+        self._parse()
+        if self.error is not None:
+            yield Failed(self.error)
+            return
+        yield Finished(self.finish_reason, self.usage, self.model_version)
+
+    def _step(self, contents: list, tools_allowed: bool) -> Iterator[Any]:
+        """One request, with retries of what failed before any answer arrived."""
         policy = self.engine.retry
         waited = 0.0
+        self._calls = []
+        self.step_responses = []
+        self._done_usage, self._step_usage = self.usage, {}
         for attempt in range(1, policy.attempts + 1):
-            started = bool(self.responses)
             try:
-                for response in self._open():
+                for response in self._open(contents, tools_allowed):
                     yield from self._absorb(response)
                 if self.error is not None:
                     yield Failed(self.error)
-                    return
-                break
+                return
             except GeminiError as exc:
                 error = exc
             except Exception as exc:  # SDK, HTTP and replay errors: translated below
@@ -190,8 +299,7 @@ class Answer:
             delay = self._delay(error, attempt)
             if (
                 error.transient
-                and not started
-                and not self.responses
+                and not self.step_responses
                 and attempt < policy.attempts
                 and waited + delay <= policy.max_wait
             ):
@@ -202,12 +310,6 @@ class Answer:
             self.error = error
             yield Failed(error)
             return
-        self._stream = None
-        self._parse()
-        if self.error is not None:
-            yield Failed(self.error)
-            return
-        yield Finished(self.finish_reason, self.usage, self.model_version)
 
     def _delay(self, error: GeminiError, attempt: int) -> float:
         if error.retry_after is not None:
@@ -216,23 +318,41 @@ class Answer:
         # keeps the retry notice identical between a recorded run and its replay.
         return self.engine.retry.base_delay * 2 ** (attempt - 1)
 
-    def _open(self):
+    def _config(self, tools_allowed: bool):
+        config = dict(self.request.config)
+        tools = list(self.request.server_tools)
+        toolbox = self.request.toolbox
+        if toolbox:
+            tools.append({"function_declarations": toolbox.declarations()})
+            if not tools_allowed:
+                config["tool_config"] = {"function_calling_config": {"mode": "NONE"}}
+        if tools:
+            config["tools"] = tools
+        return sdk.types().GenerateContentConfig(**config) if config else None
+
+    def _open(self, contents: list, tools_allowed: bool):
         client = self.engine.connection.client()
-        config = sdk.types().GenerateContentConfig(**self.request.config) if self.request.config else None
+        config = self._config(tools_allowed)
         models = client.models
         if self.request.stream:
-            self._stream = models.generate_content_stream(
-                model=self.request.model_id, contents=self.request.contents, config=config
-            )
+            self._stream = models.generate_content_stream(model=self.request.model_id, contents=contents,
+                                                          config=config)
             return self._stream
-        return [models.generate_content(model=self.request.model_id, contents=self.request.contents, config=config)]
+        return [models.generate_content(model=self.request.model_id, contents=contents, config=config)]
+
+    def _step_content(self):
+        from .history import content_from
+
+        return content_from(self.step_responses)
 
     def _absorb(self, response) -> Iterator[Any]:
         self.responses.append(response)
+        self.step_responses.append(response)
         if response.model_version:
             self.model_version = response.model_version
         if response.usage_metadata is not None:
-            self.usage = usage_dict(response.usage_metadata)
+            # A step's latest chunk has its usage so far; finished steps add up.
+            self._step_usage = usage_dict(response.usage_metadata)
         candidates = response.candidates or []
         if not candidates:
             feedback = response.prompt_feedback
@@ -248,6 +368,8 @@ class Answer:
         candidate = candidates[0]
         if candidate.finish_reason is not None:
             self.finish_reason = _enum_name(candidate.finish_reason)
+        if candidate.grounding_metadata is not None:
+            self.grounding = candidate.grounding_metadata
         content = candidate.content
         for part in (content.parts if content is not None and content.parts else ()):
             if part.text is not None:
@@ -256,11 +378,21 @@ class Answer:
                     yield ThoughtDelta(part.text)
                 elif part.text:
                     self.text_parts.append(part.text)
+                    if self.blocks and isinstance(self.blocks[-1], TextBlock):
+                        self.blocks[-1].parts.append(part.text)
+                    else:
+                        self.blocks.append(TextBlock([part.text]))
                     yield TextDelta(part.text)
+            elif part.function_call is not None:
+                from .tools import ToolCall
+
+                call = part.function_call
+                self._calls.append(ToolCall(call.id, call.name or "", dict(call.args or {})))
             elif part.thought_signature is not None and not _has_payload(part):
                 continue  # a bare signature: kept in self.responses for history
             else:
                 self.other_parts.append(part)
+                self.blocks.append(PartBlock(part))
                 yield OtherPart(part)
 
     def _parse(self) -> None:
@@ -273,6 +405,17 @@ class Answer:
             self.parsed = schema.parse(self.text)
         except GeminiError as exc:
             self.error = exc
+
+
+def _function_responses(calls: list):
+    """The user turn that carries the tool results back to the model."""
+    types = sdk.types()
+    parts = []
+    for call in calls:
+        response = types.FunctionResponse(id=call.id, name=call.name, response=call.result,
+                                          parts=call.parts or None)
+        parts.append(types.Part(function_response=response))
+    return types.Content(role="user", parts=parts)
 
 
 def _has_payload(part) -> bool:

@@ -33,6 +33,9 @@ class Turn:
     model_id: str = ""
     usage: dict = field(default_factory=dict)
     trimmed: bool = False  # kept for the record, no longer sent
+    # Between the question and the answer: the model's function calls and the tool
+    # results sent back, as exchanged (thought signatures included).
+    exchange: list = field(default_factory=list)
 
     def text(self, side: str) -> str:
         content = self.user if side == "user" else self.model
@@ -41,9 +44,11 @@ class Turn:
     def estimated_tokens(self) -> int:
         """About four characters a token; good enough to decide what to trim."""
         total = 0
-        for content in (self.user, self.model):
+        for content in (self.user, *self.exchange, self.model):
             for part in content.parts or []:
-                if part.text:
+                if part.function_call is not None or part.function_response is not None:
+                    total += len(str(part.function_call or part.function_response)) // 4
+                elif part.text:
                     total += len(part.text) // 4 + 1
                 elif part.inline_data is not None or part.file_data is not None:
                     total += _BLOB_TOKENS
@@ -85,11 +90,12 @@ class Conversation:
     def contents(self, key: str, user) -> list:
         history = []
         for turn in self.history_for(key):
-            history += [turn.user, turn.model]
+            history += [turn.user, *turn.exchange, turn.model]
         return history + [user]
 
-    def commit(self, key: str, user, model, model_id: str = "", usage: dict | None = None) -> Commit:
-        turn = Turn(key, user, model, model_id, usage or {})
+    def commit(self, key: str, user, model, model_id: str = "", usage: dict | None = None,
+               exchange: list | None = None) -> Commit:
+        turn = Turn(key, user, model, model_id, usage or {}, exchange=list(exchange or []))
         index = self.index_of(key)
         if index is None:
             self.turns.append(turn)
@@ -138,6 +144,7 @@ class Conversation:
                     "trimmed": t.trimmed,
                     "user": t.user.model_dump(mode="json", exclude_none=True),
                     "model": t.model.model_dump(mode="json", exclude_none=True),
+                    "exchange": [c.model_dump(mode="json", exclude_none=True) for c in t.exchange],
                 }
                 for t in self.turns
             ],
@@ -155,7 +162,7 @@ class Conversation:
 
     @classmethod
     def from_json(cls, data: dict, name: str | None = None) -> Conversation:
-        if data.get("format") != FORMAT:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError("not a gemini-magic conversation file")
         Content = sdk.types().Content
         conversation = cls(name or data.get("name") or "chat")
@@ -163,6 +170,7 @@ class Conversation:
             conversation.turns.append(Turn(
                 key=t["key"], user=Content.model_validate(t["user"]), model=Content.model_validate(t["model"]),
                 model_id=t.get("model_id", ""), usage=t.get("usage", {}), trimmed=t.get("trimmed", False),
+                exchange=[Content.model_validate(c) for c in t.get("exchange", [])],
             ))
         return conversation
 
@@ -181,13 +189,18 @@ class Conversations(dict):
 
 
 def model_content(answer) -> Any:
-    """One `Content` for a (possibly streamed) answer, its parts as returned.
+    """One `Content` for the last step of a (possibly streamed) answer."""
+    return content_from(answer.step_responses)
+
+
+def content_from(responses: list) -> Any:
+    """One `Content` for a step's responses, its parts as returned.
 
     Streamed chunks each carry a piece; adjacent plain text pieces are joined, and
     any part with a thought signature or a non-text payload is kept as it came."""
     types = sdk.types()
     parts: list = []
-    for response in answer.responses:
+    for response in responses:
         for candidate in (response.candidates or [])[:1]:
             content = candidate.content
             for part in (content.parts if content is not None and content.parts else []):

@@ -24,6 +24,7 @@ from .engine import Engine, Request, RetryPolicy
 from .errors import GeminiError, scrub
 from .history import Conversation, Conversations
 from .render.bundles import FORMATS
+from .tools import APPROVE_MODES
 
 THINKING_LEVELS = ("minimal", "low", "medium", "high")
 COMMANDS = {
@@ -43,6 +44,7 @@ COMMANDS = {
     "save NAME PATH": "save a conversation to a JSON file",
     "load NAME PATH": "load a conversation from a JSON file",
     "explain": "ask Gemini to explain the last error and suggest a fix",
+    "tools [F,G]": "show the declarations Gemini gets for the @tool-marked functions (and F, G)",
 }
 
 
@@ -96,6 +98,9 @@ class GeminiMagics(Magics):
     retry_attempts = Int(4, help="Tries in all for 429, 5xx and timeouts (1 = no retry).").tag(config=True)
     retry_max_wait = Float(90.0, help="Seconds of waiting between retries, at most, in all.").tag(config=True)
     update_interval = Float(0.1, help="Seconds between display updates while streaming.").tag(config=True)
+    approve = Enum(APPROVE_MODES, "auto", help="Tool calls: auto, ask before each, or never (--approve).").tag(
+        config=True)
+    max_steps = Int(10, help="Tool-call rounds before Gemini must answer (--max-steps).").tag(config=True)
     chat_token_budget = Int(200_000, help="Estimated tokens a conversation may send; the oldest turns "
                                           "beyond it are trimmed.").tag(config=True)
     summary_chars = Int(4000, help="Longest text one interpolated value may become.").tag(config=True)
@@ -159,6 +164,13 @@ class GeminiMagics(Magics):
     @argument("--schema", metavar="NAME", help="Structured output: a pydantic model, dataclass or TypedDict.")
     @argument("--no-stream", action="store_true", help="Wait for the whole answer, then show it.")
     @argument("--no-interpolate", action="store_true", help="Send {braces} as written.")
+    @argument("--tools", metavar="F,G", help="Let Gemini call these notebook functions (and @tool-marked ones).")
+    @argument("--approve", choices=APPROVE_MODES,
+              help="auto: run tool calls (default); ask: ask before each; never: run none.")
+    @argument("--max-steps", type=int, metavar="N", help="Tool-call rounds before Gemini must answer (10).")
+    @argument("--search", action="store_true", help="Ground the answer with Google Search, with citations.")
+    @argument("--code-exec", action="store_true", help="Let Gemini write and run Python code on Google's side.")
+    @argument("--url-context", action="store_true", help="Let Gemini read the URLs named in the prompt.")
     @argument("-c", "--chat", metavar="NAME", help="Make this cell a turn of conversation NAME.")
     @argument("--no-chat", action="store_true", help="A single-turn cell, even with a default chat set.")
     @argument("--context", action="append", metavar="VAR",
@@ -195,6 +207,7 @@ class GeminiMagics(Magics):
         _check_range("--top-p", args.top_p, 0.0, 1.0)
         _check_range("--top-k", args.top_k, 1, None)
         _check_range("--max-tokens", args.max_tokens, 1, None)
+        _check_range("--max-steps", args.max_steps, 1, None)
         if args.thinking is not None:
             _thinking(args.thinking)
         return args
@@ -225,7 +238,7 @@ class GeminiMagics(Magics):
             # the conversation exactly as it was.
             from .history import model_content
 
-            done = chat.commit(key, user, model_content(answer), request.model_id, answer.usage)
+            done = chat.commit(key, user, model_content(answer), request.model_id, answer.usage, answer.exchange)
             if done.dropped:
                 print(f"Chat {chat.name!r}: this cell's earlier turn was replaced, and the {done.dropped} "
                       f"turn(s) after it were dropped.", file=sys.stderr)
@@ -252,7 +265,7 @@ class GeminiMagics(Magics):
                 print(f"Note: left as written, no such variable: {', '.join(result.unresolved)} "
                       "(use {{ }} for literal braces).", file=sys.stderr)
         if args.error:
-            error = self._last_error or last_error()
+            error = self._last_error or last_error(ignore=(CellFailed, UsageError))
             if error is None:
                 raise GeminiError("There is no error to explain yet.", "Run the cell that fails first.")
             prompt = error_prompt(error, prompt)
@@ -261,7 +274,8 @@ class GeminiMagics(Magics):
             if missing:
                 raise GeminiError(f"--context: no variable named {', '.join(missing)}.",
                                   "Define it first, or check the spelling.")
-            summaries = [describe(name, self.shell.user_ns[name], self._limits()) for name in args.context]
+            summaries = [describe(name, self.shell.user_ns[name], self._limits(), fallback=self._summarize)
+                         for name in args.context]
             prompt = "Context from the notebook:\n\n" + "\n\n".join(summaries) + "\n\n" + prompt
         if not prompt.strip():
             raise GeminiError("The prompt is empty.", "Write the prompt in the cell, below %%gemini.")
@@ -279,7 +293,30 @@ class GeminiMagics(Magics):
             fmt = "json" if args.format is None else fmt
         stream = self.stream and not args.no_stream
         user = sdk_types().Content(role="user", parts=[sdk_types().Part(text=prompt)])
-        return Request(model=model, contents=user, config=config, stream=stream, schema=schema), fmt
+        request = Request(model=model, contents=user, config=config, stream=stream, schema=schema)
+        self._add_tools(request, args)
+        return request, fmt
+
+    def _add_tools(self, request: Request, args) -> None:
+        from .tools import Toolbox, resolve
+
+        names = [n.strip() for n in (args.tools or "").split(",") if n.strip()]
+        bound = resolve(names, self.shell.user_ns)
+        if bound:
+            request.toolbox = Toolbox(bound, approve=args.approve or self.approve, ask=self._ask_approval)
+            request.max_steps = args.max_steps if args.max_steps is not None else self.max_steps
+        if args.search:
+            request.server_tools.append({"google_search": {}})
+        if args.code_exec:
+            request.server_tools.append({"code_execution": {}})
+        if args.url_context:
+            request.server_tools.append({"url_context": {}})
+
+    def _ask_approval(self, call) -> bool:
+        from .render.tools import call_signature
+
+        answer = input(f"Allow Gemini to run {call_signature(call)}? [y/N] ")
+        return answer.strip().lower() in ("y", "yes")
 
     def _limits(self):
         from .context import Limits
@@ -353,7 +390,7 @@ class GeminiMagics(Magics):
         with_arguments = {
             "record": self._record, "replay": self._record, "cache": self._record,
             "chat": self._chat, "history": self._history, "reset": self._reset,
-            "save": self._save, "load": self._load, "explain": self._explain,
+            "save": self._save, "load": self._load, "explain": self._explain, "tools": self._tools,
         }
         if name not in simple and name not in with_arguments:
             raise UsageError(f"Unknown command {name!r}. Commands: {', '.join(c.split()[0] for c in COMMANDS)}. "
@@ -470,12 +507,29 @@ class GeminiMagics(Magics):
             self.conversations[name] = Conversation.load(path, name)
         except FileNotFoundError:
             raise GeminiError(f"No such file: {path}.", "Check the path.") from None
-        except (ValueError, KeyError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise GeminiError(f"{path} is not a saved conversation ({exc}).",
                               "Use a file written by %gemini save.") from None
 
     def _explain(self, command: str, rest: list[str]):
         return self._ask(self._parse("--error " + " ".join(rest)), "--error", "")
+
+    # -- tools ------------------------------------------------------------------------
+
+    def _tools(self, command: str, rest: list[str]) -> None:
+        import json
+
+        from .tools import resolve
+
+        names = [n.strip() for n in ",".join(rest).split(",") if n.strip()]
+        bound = resolve(names, self.shell.user_ns)
+        if not bound:
+            print("No tools: mark functions with @gemini_magic.tool, or name them: %gemini tools f,g")
+            return
+        for tool in bound:
+            confirm = " (asks before each call)" if tool.confirm else ""
+            print(f"{tool.name}{confirm}: {tool.description}")
+            print("  " + json.dumps(tool.schema, indent=2, sort_keys=True).replace("\n", "\n  "))
 
     # -- record / replay --------------------------------------------------------------
 

@@ -36,6 +36,43 @@ def answer_bundle(text: str, fmt: str, footer: str = "", parsed=None) -> dict:
     return {"text/html": f'<div class="gemini-answer">{body}</div>', "text/plain": plain}
 
 
+def compose(answer, fmt: str, footer: str = "") -> dict:
+    """The bundle for a whole answer: its text, and where there are any, tool-call
+    cards, code Gemini ran, media parts and search citations, in order."""
+    from ..engine import PartBlock, TextBlock, ToolBlock
+    from .tools import card_html, card_text, cite, part_html, part_text, sources_markdown
+
+    blocks = answer.blocks
+    grounding = answer.grounding
+    if all(isinstance(b, TextBlock) for b in blocks) and grounding is None:
+        return answer_bundle(answer.text, fmt, footer, answer.parsed)
+    html_parts, plain_parts = [], []
+    only_text = sum(isinstance(b, TextBlock) for b in blocks) <= 1
+    for block in blocks:
+        if isinstance(block, TextBlock):
+            text = block.text
+            # Offsets in grounding refer to the whole answer's text: exact with one block.
+            shown = cite(text, grounding) if grounding is not None and only_text else text
+            html_parts.append(to_html(shown) if fmt == "markdown" else answer_bundle(text, fmt)["text/html"])
+            plain_parts.append(text)
+        elif isinstance(block, ToolBlock):
+            html_parts.append(card_html(block.call))
+            plain_parts.append(card_text(block.call))
+        elif isinstance(block, PartBlock):
+            html_parts.append(part_html(block.part))
+            plain_parts.append(part_text(block.part))
+    if grounding is not None:
+        sources = sources_markdown(grounding)
+        if sources:
+            html_parts.append(to_html(sources))
+            plain_parts.append(sources.strip())
+    body, plain = "".join(html_parts), "\n\n".join(p for p in plain_parts if p)
+    if footer:
+        body += f'<div class="gemini-usage" style="opacity:0.6;font-size:smaller">{html.escape(footer)}</div>'
+        plain += f"\n\n[{footer}]"
+    return {"text/html": f'<div class="gemini-answer">{body}</div>', "text/plain": plain}
+
+
 def transcript_bundle(conversation) -> dict:
     """A conversation, readable: each turn's question and answer, rendered safely."""
     lines, plain = [], []

@@ -15,8 +15,8 @@ from __future__ import annotations
 import sys
 import time
 
-from ..engine import Retrying, TextDelta, provenance, retry_line, usage_line
-from .bundles import answer_bundle
+from ..engine import Notice, OtherPart, Retrying, TextDelta, ToolUpdate, provenance, retry_line, usage_line
+from .bundles import compose
 
 _EMPTY = {"text/plain": ""}
 
@@ -34,7 +34,8 @@ class NotebookRenderer:
 
     def start(self, answer) -> None:
         self.answer = answer
-        if answer.request.stream:
+        # A tool loop shows cards live even without streaming text.
+        if answer.request.stream or answer.request.toolbox:
             self._placeholder()
 
     def _placeholder(self):
@@ -48,6 +49,9 @@ class NotebookRenderer:
         self._placeholder().update(bundle, raw=True)
         self.updates += 1
 
+    def _live_format(self) -> str:
+        return "text" if self.fmt == "code" else self.fmt
+
     def event(self, event) -> None:
         if isinstance(event, TextDelta):
             now = self.clock()
@@ -55,7 +59,13 @@ class NotebookRenderer:
             # so a 10,000-chunk answer does not send 10,000 messages.
             if now - self._last >= self.interval:
                 self._last = now
-                self._show(answer_bundle(self.answer.text, "text" if self.fmt == "code" else self.fmt))
+                self._show(compose(self.answer, self._live_format()))
+        elif isinstance(event, (ToolUpdate, OtherPart)):
+            # Rare and meaningful (a call starts or ends): shown at once.
+            self._last = self.clock()
+            self._show(compose(self.answer, self._live_format()))
+        elif isinstance(event, Notice):
+            print(event.text, file=sys.stderr)
         elif isinstance(event, Retrying):
             # A lasting line, not a placeholder update: the saved notebook shows that
             # the answer needed a retry, and replay prints the same line.
@@ -66,10 +76,9 @@ class NotebookRenderer:
 
         if self.handle is not None:
             self.handle.update(_EMPTY, raw=True)
-        if answer.text_parts:
+        if answer.blocks:
             footer = usage_line(answer) if self.footer else ""
-            display(answer_bundle(answer.text, self.fmt, footer, answer.parsed), raw=True,
-                    metadata={"gemini_magic": provenance(answer)})
+            display(compose(answer, self.fmt, footer), raw=True, metadata={"gemini_magic": provenance(answer)})
         notice = answer.notice()
         if notice:
             print(notice, file=sys.stderr)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from ..engine import Retrying, TextDelta, retry_line, usage_line
+from ..engine import Notice, OtherPart, Retrying, TextDelta, ToolUpdate, retry_line, usage_line
+from .tools import card_text, part_text, sources_markdown
 
 
 class TerminalRenderer:
@@ -24,13 +25,30 @@ class TerminalRenderer:
             out.write(event.text)
             out.flush()
             self._wrote = True
+        elif isinstance(event, ToolUpdate):
+            if event.call.status not in ("pending", "running"):
+                self._line(card_text(event.call))
+        elif isinstance(event, OtherPart):
+            self._line(part_text(event.part))
+        elif isinstance(event, Notice):
+            print(event.text, file=self.err or sys.stderr)
         elif isinstance(event, Retrying):
             print(retry_line(event, self.answer.engine.retry.attempts), file=self.err or sys.stderr)
+
+    def _line(self, text: str) -> None:
+        out = self.out or sys.stdout
+        if self._wrote:
+            out.write("\n")
+        out.write(text + "\n")
+        out.flush()
+        self._wrote = False
 
     def finish(self, answer) -> None:
         out = self.out or sys.stdout
         if self._wrote and not answer.text.endswith("\n"):
             out.write("\n")
+        if answer.grounding is not None:
+            out.write(sources_markdown(answer.grounding).strip() + "\n")
         if self.footer and answer.text_parts:
             out.write(f"[{usage_line(answer)}]\n")
         out.flush()

@@ -18,6 +18,15 @@ authority):
 * Response keys are camelCase; request keys arrive in mixed casing (top
   level camelCase, nested pydantic dumps often snake_case), so every key we
   read is looked up in both spellings.
+* Files API (``client.files.upload``) is the resumable protocol: ``POST
+  /upload/{v}/files`` with ``X-Goog-Upload-Protocol: resumable`` and
+  ``X-Goog-Upload-Command: start`` (body ``{"file": {...}}``) answers an
+  ``X-Goog-Upload-URL``; the bytes then go in 8 MB chunks to that URL with
+  ``X-Goog-Upload-Command: upload`` (``upload, finalize`` on the last one) and
+  ``X-Goog-Upload-Offset``. Each chunk answer must carry
+  ``X-Goog-Upload-Status`` (``active`` between chunks, ``final`` at the end):
+  without it the SDK retries the chunk after sleeping 1, 2, 4 s. The SDK
+  replaces the upload URL's scheme and host with its own base URL.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from __future__ import annotations
 import base64
 import collections
 import copy
+import hashlib
 import json
 import re
 import socket
@@ -34,6 +44,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
@@ -53,6 +64,11 @@ _ROUTE = re.compile(
     r"(?:/(?P<model>[^/:]+))?"
     r"(?::(?P<action>[A-Za-z]+))?$"
 )
+# [/upload]/{version}/files[/{id}]: the Files API (ids are [a-z0-9-]).
+_FILES_ROUTE = re.compile(r"^/(?P<upload>upload/)?(?P<version>v1|v1beta)/files(?:/(?P<file>[^/:]+))?$")
+# Actions of Files API requests, as ReceivedRequest.action.
+FILE_ACTIONS = ("uploadStart", "uploadChunk", "getFile", "listFiles", "deleteFile")
+FILE_TTL = timedelta(hours=48)  # real uploads expire after 48 hours
 
 
 # ---------------------------------------------------------------------------
@@ -368,6 +384,7 @@ class ReceivedRequest:
     headers: dict[str, str]  # lower-case keys
     body: Any | None  # parsed JSON, None when empty or not JSON
     raw_body: bytes = b""
+    file: str | None = None  # Files API: "files/{id}" for getFile/deleteFile
 
     @property
     def api_key(self) -> str | None:
@@ -414,6 +431,38 @@ class ReceivedRequest:
     def prompt_words(self) -> int:
         """Whitespace words in all request texts (our stand-in for tokens)."""
         return sum(count_words(t) for t in self.all_texts() + self.system_texts())
+
+    def user_parts(self) -> list[dict[str, Any]]:
+        """Raw part dicts of user turns (role "user" or no role), in order."""
+        parts: list[dict[str, Any]] = []
+        for content in self._contents():
+            if _get(content, "role") in (None, "user"):
+                parts.extend(p for p in _get(content, "parts") or [] if isinstance(p, dict))
+        return parts
+
+    def media(self) -> list[tuple[str, bytes | str]]:
+        """The non-text user parts in order: (mime type, decoded inline bytes)
+        for inlineData, (mime type, file URI) for fileData."""
+        found: list[tuple[str, bytes | str]] = []
+        for part in self.user_parts():
+            inline = _get(part, "inlineData")
+            if isinstance(inline, dict):
+                found.append((_get(inline, "mimeType"), b64decode(_get(inline, "data") or "")))
+            data = _get(part, "fileData")
+            if isinstance(data, dict):
+                found.append((_get(data, "mimeType"), _get(data, "fileUri")))
+        return found
+
+    @property
+    def upload_command(self) -> str | None:
+        """X-Goog-Upload-Command of a Files API upload request ("start", "upload, finalize", ...)."""
+        return self.headers.get("x-goog-upload-command")
+
+
+def b64decode(text: str) -> bytes:
+    """Inline data: the SDK sends URL-safe base64; accept the standard alphabet too."""
+    padded = text + "=" * (-len(text) % 4)
+    return base64.b64decode(padded.replace("-", "+").replace("_", "/"))
 
 
 # ---------------------------------------------------------------------------
@@ -774,12 +823,17 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        version = model = action = None
+        version = model = action = file = None
         route = _ROUTE.match(path)
+        files_route = _FILES_ROUTE.match(path)
         if route:
             version, model, action = route.group("version", "model", "action")
             if action is None:
                 action = "get" if model else "list"
+        elif files_route:
+            version = files_route.group("version")
+            file, action = _file_action(self.command, files_route.group("upload") is not None,
+                                        files_route.group("file"), query)
         else:
             parts = path.strip("/").split("/")
             version = parts[0] if parts and parts[0] in API_VERSIONS else None
@@ -793,6 +847,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers=headers,
             body=body,
             raw_body=raw,
+            file=file,
         )
 
     def _read_body(self, headers: dict[str, str]) -> bytes:
@@ -811,11 +866,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- writing -----------------------------------------------------------
 
-    def send_json(self, code: int, obj: Any) -> None:
+    def send_json(self, code: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(obj).encode("utf-8")
         self.send_response(code)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self._headers_sent = True
         self.wfile.write(data)
@@ -911,11 +968,20 @@ class FakeGemini:
             self.requests.clear()
             self.errors.clear()
             self._response_count = 0
+            self._file_count = 0
+            self._upload_count = 0
+            self._upload_sessions: dict[str, dict[str, Any]] = {}
+            self.files: dict[str, dict[str, Any]] = {}  # "files/{id}" -> {"meta": File JSON, "data": bytes}
         self.responder: Responder | None = None
         self.models: list[dict[str, Any]] | None = copy.deepcopy(DEFAULT_MODELS)
         self.accept_model_prefixes: tuple[str, ...] = DEFAULT_ACCEPT_PREFIXES
         self.valid_keys: set[str] | None = None
         self.chunk_delay: float = 0.0
+        # Files API: an upload is PROCESSING until this many files.get calls
+        # have been made for it (the Nth answers ACTIVE; 0 = ACTIVE at once);
+        # with file_fail it ends FAILED instead. Both are read at upload time.
+        self.file_processing_polls: int = 1
+        self.file_fail: bool = False
 
     def queue(self, *answers: Answer | str) -> FakeGemini:
         """Queue answers (FIFO) for the next generate/stream calls; a str is Reply(text=...)."""
@@ -1006,6 +1072,9 @@ class FakeGemini:
 
     def _serve(self, request: ReceivedRequest, handler: _Handler) -> None:
         action = request.action
+        if action in FILE_ACTIONS:
+            self._serve_files(request, handler)
+            return
         known = (request.method == "GET" and action in ("list", "get")) or (
             request.method == "POST" and request.model and action in (*GENERATE_ACTIONS, "countTokens")
         )
@@ -1034,7 +1103,200 @@ class FakeGemini:
                 },
             )
         else:
-            self._serve_generate(request, handler, self._next_answer(request))
+            problem = self._file_data_error(request) if action in GENERATE_ACTIONS else None
+            if problem is not None:
+                handler.send_json(problem.code, problem.body())
+            else:
+                self._serve_generate(request, handler, self._next_answer(request))
+
+    # -- Files API -----------------------------------------------------------
+
+    def _serve_files(self, request: ReceivedRequest, handler: _Handler) -> None:
+        problem = self._key_error(request)
+        if problem is not None:
+            handler.send_json(problem.code, problem.body(), _upload_status(request, "final"))
+            return
+        serve = {
+            "uploadStart": self._upload_start,
+            "uploadChunk": self._upload_chunk,
+            "getFile": self._get_file,
+            "listFiles": self._list_files,
+            "deleteFile": self._delete_file,
+        }[str(request.action)]
+        serve(request, handler)
+
+    def _upload_start(self, request: ReceivedRequest, handler: _Handler) -> None:
+        headers = request.headers
+        problem = None
+        if headers.get("x-goog-upload-protocol") != "resumable" or request.upload_command != "start":
+            problem = "Expected X-Goog-Upload-Protocol: resumable and X-Goog-Upload-Command: start."
+        elif not isinstance(request.body, dict) or not isinstance(request.body.get("file", {}), dict):
+            problem = 'Invalid JSON payload received: expected {"file": {...}}.'
+        if problem:
+            handler.send_json(400, error_body(400, "INVALID_ARGUMENT", problem))
+            return
+        given = dict(request.body.get("file") or {})
+        with self._lock:
+            self._upload_count += 1
+            upload_id = f"upload{self._upload_count:08d}"
+            self._upload_sessions[upload_id] = {
+                "file": given,
+                "size": _int_or_none(headers.get("x-goog-upload-header-content-length")),
+                "mime_type": headers.get("x-goog-upload-header-content-type"),
+                "data": bytearray(),
+                "version": request.version,
+            }
+        url = f"{self.url}/upload/{request.version}/files?upload_id={upload_id}&upload_protocol=resumable"
+        handler.send_json(200, {}, {"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active"})
+
+    def _upload_chunk(self, request: ReceivedRequest, handler: _Handler) -> None:
+        command = {c.strip() for c in (request.upload_command or "").split(",")}
+        with self._lock:
+            session = self._upload_sessions.get(request.query.get("upload_id", ""))
+        if session is None or "upload" not in command:
+            message = "Unknown upload session." if session is None else "Expected X-Goog-Upload-Command: upload."
+            handler.send_json(400, error_body(400, "INVALID_ARGUMENT", message), {"X-Goog-Upload-Status": "final"})
+            return
+        offset = _int_or_none(request.headers.get("x-goog-upload-offset"))
+        if offset != len(session["data"]):
+            message = f"Invalid X-Goog-Upload-Offset {offset}: {len(session['data'])} bytes received so far."
+            handler.send_json(400, error_body(400, "INVALID_ARGUMENT", message), {"X-Goog-Upload-Status": "final"})
+            return
+        session["data"] += request.raw_body
+        if "finalize" not in command:
+            handler.send_json(200, {}, {"X-Goog-Upload-Status": "active"})
+            return
+        with self._lock:
+            self._upload_sessions.pop(request.query["upload_id"], None)
+        data = bytes(session["data"])
+        if session["size"] is not None and session["size"] != len(data):
+            message = f"Upload size mismatch: declared {session['size']} bytes, received {len(data)}."
+            handler.send_json(400, error_body(400, "INVALID_ARGUMENT", message), {"X-Goog-Upload-Status": "final"})
+            return
+        meta = self._new_file(session, data)
+        if meta is None:
+            message = f"File {session['file'].get('name')} already exists."
+            handler.send_json(409, error_body(409, "ALREADY_EXISTS", message), {"X-Goog-Upload-Status": "final"})
+            return
+        handler.send_json(200, {"file": meta}, {"X-Goog-Upload-Status": "final"})
+
+    def _new_file(self, session: dict[str, Any], data: bytes) -> dict[str, Any] | None:
+        """Store an uploaded file; None when its requested name is taken."""
+        given = session["file"]
+        now = datetime.now(UTC)
+        with self._lock:
+            if given.get("name"):
+                name = given["name"]
+                if name in self.files:
+                    return None
+            else:
+                self._file_count += 1
+                name = f"files/file{self._file_count:08d}"
+            file_id = name.removeprefix("files/")
+            polls = max(0, int(self.file_processing_polls))
+            meta: dict[str, Any] = {
+                "name": name,
+                "displayName": _get(given, "displayName") or "",
+                "mimeType": session["mime_type"] or _get(given, "mimeType") or "application/octet-stream",
+                "sizeBytes": str(len(data)),
+                "createTime": _timestamp(now),
+                "updateTime": _timestamp(now),
+                "expirationTime": _timestamp(now + FILE_TTL),
+                # As the real API: base64 of the hex digest.
+                "sha256Hash": base64.b64encode(hashlib.sha256(data).hexdigest().encode()).decode(),
+                "uri": f"{self.url}/v1beta/files/{file_id}",
+                "state": "PROCESSING",
+                "source": "UPLOADED",
+            }
+            if not meta["displayName"]:
+                del meta["displayName"]
+            self.files[name] = {"meta": meta, "data": data, "polls_left": polls, "fail": bool(self.file_fail)}
+            if polls == 0:
+                self._finish_processing(self.files[name])
+            return copy.deepcopy(meta)
+
+    @staticmethod
+    def _finish_processing(entry: dict[str, Any]) -> None:
+        meta = entry["meta"]
+        if entry["fail"]:
+            meta["state"] = "FAILED"
+            meta["error"] = {"code": 400, "message": "The file could not be processed."}
+        else:
+            meta["state"] = "ACTIVE"
+        meta["updateTime"] = _timestamp(datetime.now(UTC))
+
+    def _missing_file(self, name: str) -> Error:
+        file_id = name.removeprefix("files/")
+        # What the real API answers for a file that is not (or no longer) there.
+        return Error.permission(f"You do not have permission to access the File {file_id} or it may not exist.")
+
+    def _get_file(self, request: ReceivedRequest, handler: _Handler) -> None:
+        name = request.file or ""
+        with self._lock:
+            entry = self.files.get(name)
+            if entry is not None and entry["meta"]["state"] == "PROCESSING":
+                entry["polls_left"] -= 1
+                if entry["polls_left"] <= 0:
+                    self._finish_processing(entry)
+            meta = copy.deepcopy(entry["meta"]) if entry is not None else None
+        if meta is None:
+            err = self._missing_file(name)
+            handler.send_json(err.code, err.body())
+        else:
+            handler.send_json(200, meta)
+
+    def _list_files(self, request: ReceivedRequest, handler: _Handler) -> None:
+        with self._lock:
+            files = [copy.deepcopy(entry["meta"]) for entry in self.files.values()]
+        try:
+            size = int(request.query.get("pageSize") or 10)
+        except ValueError:
+            size = -1
+        token = request.query.get("pageToken")
+        start = _decode_page_token(token) if token else 0
+        if size < 0 or start is None:
+            err = Error(400, "INVALID_ARGUMENT", "Invalid pageSize or pageToken.")
+            handler.send_json(err.code, err.body())
+            return
+        size = min(size or 10, 100)
+        answer: dict[str, Any] = {"files": files[start : start + size]} if files else {}
+        if start + size < len(files):
+            answer["nextPageToken"] = _encode_page_token(start + size)
+        handler.send_json(200, answer)
+
+    def _delete_file(self, request: ReceivedRequest, handler: _Handler) -> None:
+        name = request.file or ""
+        with self._lock:
+            entry = self.files.pop(name, None)
+        if entry is None:
+            err = self._missing_file(name)
+            handler.send_json(err.code, err.body())
+        else:
+            handler.send_json(200, {})
+
+    def _file_data_error(self, request: ReceivedRequest) -> Error | None:
+        """Check fileData parts that point at this server: the file must exist and be ACTIVE.
+
+        Other URIs (gs://, YouTube, another host) pass unchecked.
+        """
+        prefix = re.escape(self.url) + r"/(?:v1|v1beta)/files/([^/?#]+)$"
+        for _mime, uri in request.media():
+            match = re.match(prefix, uri) if isinstance(uri, str) else None
+            if match is None:
+                continue
+            name = f"files/{match.group(1)}"
+            with self._lock:
+                entry = self.files.get(name)
+                state = entry["meta"]["state"] if entry else None
+            if entry is None:
+                return self._missing_file(name)
+            if state != "ACTIVE":
+                return Error(
+                    400,
+                    "FAILED_PRECONDITION",
+                    f"The File {match.group(1)} is not in an ACTIVE state and usage is not allowed.",
+                )
+        return None
 
     def _serve_list(self, request: ReceivedRequest, handler: _Handler) -> None:
         models = self.models or []
@@ -1108,6 +1370,36 @@ class FakeGemini:
                 self._sleep(delay)
             handler.send_event(event)
         handler.end_sse()
+
+
+def _file_action(
+    method: str, upload: bool, file_id: str | None, query: dict[str, str]
+) -> tuple[str | None, str | None]:
+    """(file name, action) of a Files API request; action None for an unknown route."""
+    if upload:
+        if method != "POST" or file_id:
+            return None, None
+        return None, "uploadChunk" if "upload_id" in query else "uploadStart"
+    if file_id is None:
+        return None, "listFiles" if method == "GET" else None
+    action = {"GET": "getFile", "DELETE": "deleteFile"}.get(method)
+    return f"files/{file_id}", action
+
+
+def _upload_status(request: ReceivedRequest, status: str) -> dict[str, str]:
+    """Upload answers carry X-Goog-Upload-Status, or the SDK retries the chunk."""
+    return {"X-Goog-Upload-Status": status} if request.action in ("uploadStart", "uploadChunk") else {}
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _as_answer(answer: Any) -> Answer:

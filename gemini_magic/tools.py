@@ -1,0 +1,295 @@
+"""Notebook functions as Gemini tools: declarations from signatures, and safe calls.
+
+Only functions the user named (`--tools f,g`) or marked (`@gemini_magic.tool`) are
+ever callable; a call to anything else goes back to the model as an error, unrun.
+
+    @gemini_magic.tool
+    def get_weather(city: str, unit: Literal["C", "F"] = "C") -> dict:
+        '''Current weather for a city.
+
+        Args:
+            city: The city name, e.g. "Paris".
+            unit: Temperature unit.
+        '''
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import GeminiError
+
+APPROVE_MODES = ("auto", "ask", "never")
+_default_tools: dict[str, Callable] = {}
+
+
+class ToolError(GeminiError):
+    kind = "tool"
+
+
+def tool(fn: Callable | None = None, *, confirm: bool = False):
+    """Mark a function as a default tool of every `%%gemini` cell.
+
+    `confirm=True` asks before each call, whatever `--approve` says.
+
+    >>> @tool(confirm=True)
+    ... def delete_file(path: str) -> str: ...
+    """
+
+    def mark(f: Callable) -> Callable:
+        f.__gemini_tool__ = {"confirm": confirm}
+        _default_tools[f.__name__] = f
+        return f
+
+    return mark(fn) if fn is not None else mark
+
+
+def default_tools() -> dict[str, Callable]:
+    return dict(_default_tools)
+
+
+# -- declarations -----------------------------------------------------------------------
+
+
+_SECTION = re.compile(
+    r"^\s*(Args|Arguments|Parameters|Params|Returns?|Raises|Yields|Examples?|Notes?|See Also)\s*:?\s*$")
+
+
+def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
+    """The summary and the parameter descriptions of a Google, NumPy or reST docstring."""
+    if not doc:
+        return "", {}
+    lines = inspect.cleandoc(doc).splitlines()
+    params: dict[str, str] = {}
+    summary: list[str] = []
+    section = None
+    current = None
+    for index, line in enumerate(lines):
+        rest = re.match(r"^\s*:param\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$", line)  # reST
+        if rest:
+            current = rest.group(1)
+            params[current] = rest.group(2).strip()
+            section = "rest"
+            continue
+        if re.match(r"^\s*:(type|rtype|returns?|raises?)\b", line):
+            section, current = "rest-other", None
+            continue
+        heading = _SECTION.match(line)
+        underline = index + 1 < len(lines) and re.fullmatch(r"\s*-{3,}\s*", lines[index + 1])
+        if heading or (underline and line.strip()):
+            name = (heading.group(1) if heading else line.strip()).lower()
+            section = "params" if name in ("args", "arguments", "parameters", "params") else "other"
+            current = None
+            continue
+        if re.fullmatch(r"\s*-{3,}\s*", line):
+            continue
+        if section is None:
+            summary.append(line)
+        elif section == "params":
+            google = re.match(r"^\s{0,8}(\*{0,2}\w+)\s*(?:\(([^)]*)\))?\s*:\s*(.*)$", line)
+            numpy = re.match(r"^(\w+)\s*:\s*(.*)$", line)  # "name : type", unindented
+            if numpy and not line.startswith((" ", "\t")) and " : " in line:
+                current = numpy.group(1)
+                params[current] = ""
+            elif google and not (current and line.startswith("        ")):
+                current = google.group(1).lstrip("*")
+                params[current] = google.group(3).strip()
+            elif current and line.strip():
+                params[current] = (params[current] + " " + line.strip()).strip()
+        elif section == "rest" and current and line.startswith((" ", "\t")) and line.strip():
+            params[current] += " " + line.strip()
+    return " ".join(" ".join(summary).split()), params
+
+
+@dataclass
+class BoundTool:
+    """A function with its declaration and its argument validator."""
+
+    name: str
+    function: Callable
+    description: str
+    schema: dict  # JSON schema of the parameters
+    validator: Any  # pydantic model class
+    confirm: bool = False
+
+    def declaration(self) -> dict:
+        return {"name": self.name, "description": self.description, "parameters_json_schema": self.schema}
+
+
+def bind(function: Callable, name: str | None = None) -> BoundTool:
+    """Declare a function from its signature, hints and docstring; a parameter that
+    cannot be declared is an error here, before any request is sent."""
+    import pydantic
+
+    name = name or function.__name__
+    if not callable(function):
+        raise ToolError(f"Tool {name!r} is a {type(function).__name__}, not a function.", "Name a function.")
+    summary, described = parse_docstring(inspect.getdoc(function))
+    try:
+        signature = inspect.signature(function)
+        hints = _hints(function)
+    except (TypeError, ValueError, NameError) as exc:
+        raise ToolError(f"Tool {name}: cannot read its signature ({exc}).", "Use a plain Python function.") from None
+    fields: dict[str, Any] = {}
+    for parameter in signature.parameters.values():
+        where = f"Tool {name}, parameter {parameter.name!r}"
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            raise ToolError(f"{where}: *args and **kwargs cannot be declared.", "Give each parameter a name and type.")
+        if parameter.name not in hints:
+            raise ToolError(f"{where} has no type hint.", "Add one, e.g. `city: str`.")
+        annotation = hints[parameter.name]
+        default = ... if parameter.default is parameter.empty else parameter.default
+        try:
+            pydantic.TypeAdapter(annotation).json_schema()
+        except Exception as exc:
+            raise ToolError(f"{where}: its type {annotation!r} cannot be declared ({type(exc).__name__}).",
+                            "Use str, int, float, bool, Literal, Enum, list, dict, a dataclass or a pydantic model.") \
+                from None
+        fields[parameter.name] = (annotation, pydantic.Field(default, description=described.get(parameter.name)))
+    model = pydantic.create_model(f"{name}_arguments", **fields)
+    schema = model.model_json_schema()
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+    confirm = bool(getattr(function, "__gemini_tool__", {}).get("confirm"))
+    return BoundTool(name, function, summary or name, schema, model, confirm)
+
+
+def _hints(function: Callable) -> dict:
+    import typing
+
+    return typing.get_type_hints(function, include_extras=True)
+
+
+# -- calls ------------------------------------------------------------------------------
+
+
+@dataclass
+class ToolCall:
+    id: str | None
+    name: str
+    args: dict
+    status: str = "pending"  # pending, running, ok, error, refused, unknown, skipped
+    result: Any = None  # what goes back to the model (JSON-able)
+    shown: str = ""  # a bounded text of the result, for the card
+    error: str = ""
+    seconds: float = 0.0
+    parts: list = field(default_factory=list)  # image results, sent back as parts
+
+
+def _run_function(function: Callable, kwargs: dict) -> Any:
+    if inspect.iscoroutinefunction(function):
+        # A running event loop (ipykernel's) forbids asyncio.run in this thread;
+        # a fresh thread has none.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, function(**kwargs)).result()
+    return function(**kwargs)
+
+
+def to_response(value: Any, limit: int = 4000) -> tuple[dict, str, list]:
+    """A tool's return value -> (function response, text for the card, image parts)."""
+    from .context import Limits, summarize
+
+    kind = type(value)
+    if kind.__module__.startswith("PIL.") and hasattr(value, "save"):
+        import io
+
+        from .client import types
+
+        buffer = io.BytesIO()
+        value.save(buffer, format="PNG")
+        blob = types().FunctionResponseBlob(mime_type="image/png", data=buffer.getvalue())
+        return {"result": "image attached"}, f"<image {value.size[0]}x{value.size[1]}>", [
+            types().FunctionResponsePart(inline_data=blob)]
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=None)
+        if len(text) <= limit:
+            response = value if isinstance(value, dict) else {"result": value}
+            return response, text, []
+    except (TypeError, ValueError):
+        pass
+    summary = summarize(value, Limits(chars=limit))
+    return {"result": summary}, summary, []
+
+
+class Toolbox:
+    """The tools of one request, and the rules for calling them."""
+
+    def __init__(self, tools: list[BoundTool], approve: str = "auto", ask: Callable | None = None):
+        if approve not in APPROVE_MODES:
+            raise ToolError(f"--approve must be one of {', '.join(APPROVE_MODES)}.", "")
+        self.tools = {t.name: t for t in tools}
+        self.approve = approve
+        self.ask = ask  # front end's question: ask(call) -> bool
+
+    def __bool__(self) -> bool:
+        return bool(self.tools)
+
+    def declarations(self) -> list[dict]:
+        return [t.declaration() for t in self.tools.values()]
+
+    def needs_approval(self, call: ToolCall) -> bool:
+        bound = self.tools.get(call.name)
+        return self.approve == "ask" or (bound is not None and bound.confirm)
+
+    def run(self, call: ToolCall) -> ToolCall:
+        """Run one call by the rules; never raises (errors go back to the model)."""
+        bound = self.tools.get(call.name)
+        if bound is None:
+            call.status = "unknown"
+            call.error = f"No function named {call.name!r} is available."
+            call.result = {"error": call.error + f" Available: {', '.join(self.tools) or 'none'}."}
+            return call
+        if self.approve == "never":
+            return self._refuse(call, "Tool calls are switched off (--approve never).")
+        if self.needs_approval(call):
+            allowed = False
+            if self.ask is not None:
+                try:
+                    allowed = bool(self.ask(call))
+                except Exception:  # a frontend that cannot ask (no stdin) refuses
+                    allowed = False
+            if not allowed:
+                return self._refuse(call, "The user declined this call.")
+        call.status = "running"
+        started = time.perf_counter()
+        try:
+            arguments = bound.validator.model_validate(call.args or {})
+            kwargs = {name: getattr(arguments, name) for name in bound.validator.model_fields}
+            value = _run_function(bound.function, kwargs)
+        except Exception as exc:  # the model hears of it and may try again
+            call.seconds = time.perf_counter() - started
+            call.status = "error"
+            call.error = f"{type(exc).__name__}: {exc}"
+            call.result = {"error": call.error}
+            return call
+        call.seconds = time.perf_counter() - started
+        call.status = "ok"
+        call.result, call.shown, call.parts = to_response(value)
+        return call
+
+    def _refuse(self, call: ToolCall, reason: str) -> ToolCall:
+        call.status = "refused"
+        call.error = reason
+        call.result = {"error": reason + " Do not call it again; answer without it."}
+        return call
+
+
+def resolve(names: list[str], namespace: dict) -> list[BoundTool]:
+    """`--tools a,b`: bind those functions from the namespace, plus the marked defaults."""
+    bound: dict[str, BoundTool] = {}
+    for name, function in _default_tools.items():
+        bound[name] = bind(function, name)
+    for name in names:
+        if name not in namespace:
+            raise ToolError(f"--tools: no function named {name!r} in the notebook.", "Define it first.")
+        bound[name] = bind(namespace[name], name)
+    return list(bound.values())
