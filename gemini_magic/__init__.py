@@ -15,6 +15,8 @@ import os
 
 __version__ = "0.1.0"
 
+from .tools import tool  # noqa: E402  (the @gemini_magic.tool decorator; tools.py is light)
+
 _magics = None
 
 
