@@ -17,6 +17,8 @@ __version__ = "0.1.0"
 
 from .tools import tool  # noqa: E402  (the @gemini_magic.tool decorator; tools.py is light)
 
+__all__ = ["conversation", "conversations", "load_ipython_extension", "tool", "unload_ipython_extension"]
+
 _magics = None
 
 
