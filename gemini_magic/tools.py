@@ -15,8 +15,6 @@ ever callable; a call to anything else goes back to the model as an error, unrun
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import inspect
 import json
 import re
@@ -187,6 +185,9 @@ class ToolCall:
 
 def _run_function(function: Callable, kwargs: dict) -> Any:
     if inspect.iscoroutinefunction(function):
+        import asyncio
+        import concurrent.futures
+
         # A running event loop (ipykernel's) forbids asyncio.run in this thread;
         # a fresh thread has none.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
