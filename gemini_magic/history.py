@@ -80,16 +80,16 @@ class Conversation:
                 return index
         return None
 
-    def history_for(self, key: str) -> list[Turn]:
+    def history_for(self, key: str, skip: list[Turn] = ()) -> list[Turn]:
         """The turns a request from cell `key` builds on: a re-run cell sees the
         conversation as it was when that cell first asked."""
         index = self.index_of(key)
         turns = self.turns if index is None else self.turns[:index]
-        return [t for t in turns if not t.trimmed]
+        return [t for t in turns if not t.trimmed and not any(t is s for s in skip)]
 
-    def contents(self, key: str, user) -> list:
+    def contents(self, key: str, user, skip: list[Turn] = ()) -> list:
         history = []
-        for turn in self.history_for(key):
+        for turn in self.history_for(key, skip):
             history += [turn.user, *turn.exchange, turn.model]
         return history + [user]
 
@@ -104,19 +104,20 @@ class Conversation:
         self.turns[index:] = [turn]
         return Commit(replaced=True, dropped=dropped)
 
-    def trim(self, budget: int, incoming: int = 0) -> int:
-        """Mark the oldest turns as no longer sent until the history fits the
-        budget; returns how many were trimmed now."""
-        live = [t for t in self.turns if not t.trimmed]
+    def over_budget(self, key: str, budget: int, incoming: int = 0) -> list[Turn]:
+        """The oldest turns to stop sending so that the history cell `key` builds on
+        fits the budget (the newest is always kept). Nothing is changed here: the
+        caller marks them `trimmed` once the answer is committed, so a failed
+        request trims nothing."""
+        live = self.history_for(key)
         total = sum(t.estimated_tokens() for t in live) + incoming
-        trimmed = 0
-        for turn in live[:-1] if live else []:  # keep at least the latest turn
+        out = []
+        for turn in live[:-1]:
             if total <= budget:
                 break
-            turn.trimmed = True
+            out.append(turn)
             total -= turn.estimated_tokens()
-            trimmed += 1
-        return trimmed
+        return out
 
     def tokens(self) -> int:
         return sum(t.usage.get("total_tokens", 0) for t in self.turns)

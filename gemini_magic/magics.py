@@ -226,11 +226,11 @@ class GeminiMagics(Magics):
         key = self._cell_key or _source_key(f"%%gemini {line}\n{cell}")
         if chat is not None:
             user = request.contents
-            trimmed = chat.trim(self.chat_token_budget, incoming=len(_text_of(user)) // 4)
+            trimmed = chat.over_budget(key, self.chat_token_budget, incoming=len(_text_of(user)) // 4)
             if trimmed:
-                print(f"Chat {chat.name!r}: the {trimmed} oldest turn(s) are no longer sent, to stay within "
+                print(f"Chat {chat.name!r}: the {len(trimmed)} oldest turn(s) are no longer sent, to stay within "
                       f"{self.chat_token_budget:,} tokens (GeminiMagics.chat_token_budget).", file=sys.stderr)
-            request.contents = chat.contents(key, user)
+            request.contents = chat.contents(key, user, skip=trimmed)
         answer = self.engine.send(request)
         play(answer, renderer)
         if chat is not None and answer.error is None and not answer.interrupted:
@@ -238,6 +238,8 @@ class GeminiMagics(Magics):
             # the conversation exactly as it was.
             from .history import model_content
 
+            for turn in trimmed:
+                turn.trimmed = True
             done = chat.commit(key, user, model_content(answer), request.model_id, answer.usage, answer.exchange)
             if done.dropped:
                 print(f"Chat {chat.name!r}: this cell's earlier turn was replaced, and the {done.dropped} "
