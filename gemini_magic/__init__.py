@@ -15,11 +15,18 @@ import os
 
 __version__ = "0.1.0"
 
-from .tools import tool  # noqa: E402  (the @gemini_magic.tool decorator; tools.py is light)
-
 __all__ = ["conversation", "conversations", "load_ipython_extension", "tool", "unload_ipython_extension"]
 
 _magics = None
+
+
+def __getattr__(name: str):
+    # `gemini_magic.tool` without importing tools.py (and pydantic) at load time.
+    if name == "tool":
+        from .tools import tool
+
+        return tool
+    raise AttributeError(f"module 'gemini_magic' has no attribute {name!r}")
 
 
 def _loaded():
@@ -44,9 +51,8 @@ def conversations() -> dict:
 
 def load_ipython_extension(ipython) -> None:
     global _magics
-    from .client import warm_up
+    from .client import MODE_VARIABLE, PATH_VARIABLE, warm_up
     from .magics import GeminiMagics
-    from .replay import MODE_VARIABLE, PATH_VARIABLE
 
     warm_up()
     _magics = GeminiMagics(shell=ipython)

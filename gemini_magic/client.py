@@ -18,6 +18,14 @@ if TYPE_CHECKING:
 
     from .replay import RecordingTransport
 
+# Record/replay modes (replay.py), and the variables that set them from outside.
+MODES = ("live", "record", "replay", "cache")
+MODE_VARIABLE = "GEMINI_MAGIC_MODE"
+PATH_VARIABLE = "GEMINI_MAGIC_RECORDING"
+# Seconds after loading before the SDK import starts in the background: loading
+# itself stays fast, and the import does not compete with it for the GIL.
+WARM_UP_DELAY = 0.3
+
 # Environment variables the SDK itself reads for the key; GOOGLE_API_KEY wins,
 # as in the SDK.
 KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
@@ -25,29 +33,33 @@ KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
 # and nothing that carries it leaves this process in replay mode.
 NO_KEY = "no-key-replay-only"
 
-_warm_thread: threading.Thread | None = None
+_warm_thread: threading.Timer | None = None
 
 
-def warm_up() -> None:
-    """Import the SDK (and the Markdown renderer) in a daemon thread."""
+def _import_sdk() -> None:
+    try:
+        import google.genai.types  # noqa: F401
+        import markdown_it  # noqa: F401
+    except Exception:  # the foreground import reports it properly
+        pass
+
+
+def warm_up(delay: float = WARM_UP_DELAY) -> None:
+    """Import the SDK (and the Markdown renderer) in a daemon thread, shortly after."""
     global _warm_thread
     if _warm_thread is not None or "google.genai.types" in sys.modules:
         return
-
-    def _import() -> None:
-        try:
-            import google.genai.types  # noqa: F401
-            import markdown_it  # noqa: F401
-        except Exception:  # the foreground import reports it properly
-            pass
-
-    _warm_thread = threading.Thread(target=_import, name="gemini-magic-warm-up", daemon=True)
+    _warm_thread = threading.Timer(delay, _import_sdk)
+    _warm_thread.name = "gemini-magic-warm-up"
+    _warm_thread.daemon = True
     _warm_thread.start()
 
 
 def sdk():
-    """Return the `google.genai` module, waiting for the warm-up import if it runs."""
+    """Return the `google.genai` module. A warm-up that has not begun yet is called
+    off (this import happens now instead); one under way is waited for."""
     if _warm_thread is not None:
+        _warm_thread.cancel()
         _warm_thread.join()
     from google import genai
 
@@ -107,8 +119,6 @@ class Connection:
         return key
 
     def set_recording(self, mode: str, path: str | None = None) -> None:
-        from .replay import MODES
-
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
         if mode != "live" and not path:

@@ -20,6 +20,7 @@ from typing import Any
 
 from . import client as sdk
 from .errors import Context, GeminiError, PromptBlocked, explain
+from .history import PartsBuilder
 
 # -- events ---------------------------------------------------------------------------
 
@@ -150,8 +151,9 @@ class Answer:
         self.text_parts: list[str] = []
         self.thought_parts: list[str] = []
         self.other_parts: list[Any] = []
-        self.responses: list[Any] = []  # the SDK's response objects, every chunk of every step
-        self.step_responses: list[Any] = []  # this step's chunks
+        self.chunks = 0  # responses received, every chunk of every step
+        self.step_parts = PartsBuilder()  # this step's parts, for history (not the responses)
+        self._step_chunks = 0
         self.exchange: list[Any] = []  # contents added by the tool loop (model calls, tool results)
         self.tool_calls: list[Any] = []
         self.finish_reason: str | None = None
@@ -280,7 +282,8 @@ class Answer:
         policy = self.engine.retry
         waited = 0.0
         self._calls = []
-        self.step_responses = []
+        self.step_parts = PartsBuilder()
+        self._step_chunks = 0
         self._done_usage, self._step_usage = self.usage, {}
         for attempt in range(1, policy.attempts + 1):
             try:
@@ -299,7 +302,7 @@ class Answer:
             delay = self._delay(error, attempt)
             if (
                 error.transient
-                and not self.step_responses
+                and not self._step_chunks
                 and attempt < policy.attempts
                 and waited + delay <= policy.max_wait
             ):
@@ -341,13 +344,11 @@ class Answer:
         return [models.generate_content(model=self.request.model_id, contents=contents, config=config)]
 
     def _step_content(self):
-        from .history import content_from
-
-        return content_from(self.step_responses)
+        return self.step_parts.content()
 
     def _absorb(self, response) -> Iterator[Any]:
-        self.responses.append(response)
-        self.step_responses.append(response)
+        self.chunks += 1
+        self._step_chunks += 1
         if response.model_version:
             self.model_version = response.model_version
         if response.usage_metadata is not None:
@@ -372,6 +373,7 @@ class Answer:
             self.grounding = candidate.grounding_metadata
         content = candidate.content
         for part in (content.parts if content is not None and content.parts else ()):
+            self.step_parts.add(part)
             if part.text is not None:
                 if part.thought:
                     self.thought_parts.append(part.text)
@@ -389,7 +391,7 @@ class Answer:
                 call = part.function_call
                 self._calls.append(ToolCall(call.id, call.name or "", dict(call.args or {})))
             elif part.thought_signature is not None and not _has_payload(part):
-                continue  # a bare signature: kept in self.responses for history
+                continue  # a bare signature: kept in step_parts for history
             else:
                 self.other_parts.append(part)
                 self.blocks.append(PartBlock(part))

@@ -6,7 +6,6 @@ into a `GeminiError`; the original stays in `__cause__` for `--debug`.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from dataclasses import dataclass
@@ -218,6 +217,8 @@ def _unknown_model(message: str, context: Context) -> GeminiError:
             names = [m.removeprefix("models/") for m in context.list_models()]
         except Exception:  # the list is a nicety; never hide the real error
             names = []
+        import difflib
+
         close = difflib.get_close_matches(model, names, n=3, cutoff=0.5)
         if close:
             hint = f"Did you mean {', '.join(close)}? " + hint

@@ -191,28 +191,44 @@ class Conversations(dict):
 
 def model_content(answer) -> Any:
     """One `Content` for the last step of a (possibly streamed) answer."""
-    return content_from(answer.step_responses)
+    return answer.step_parts.content()
 
 
-def content_from(responses: list) -> Any:
-    """One `Content` for a step's responses, its parts as returned.
+class PartsBuilder:
+    """Builds one model `Content` from a step's parts as they stream in, keeping
+    parts as returned: adjacent plain text pieces are joined, and any part with a
+    thought signature or a non-text payload is kept as it came. Only the parts are
+    kept, not the response objects, so a long stream costs little memory."""
 
-    Streamed chunks each carry a piece; adjacent plain text pieces are joined, and
-    any part with a thought signature or a non-text payload is kept as it came."""
-    types = sdk.types()
-    parts: list = []
-    for response in responses:
-        for candidate in (response.candidates or [])[:1]:
-            content = candidate.content
-            for part in (content.parts if content is not None and content.parts else []):
-                previous = parts[-1] if parts else None
-                if (
-                    previous is not None
-                    and part.text is not None and previous.text is not None
-                    and not part.thought_signature and not previous.thought_signature
-                    and bool(part.thought) == bool(previous.thought)
-                ):
-                    parts[-1] = previous.model_copy(update={"text": previous.text + part.text})
-                else:
-                    parts.append(part)
-    return types.Content(role="model", parts=parts)
+    def __init__(self) -> None:
+        self.items: list = []  # ("text", thought, [pieces]) runs, or a Part
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def add(self, part) -> None:
+        if part.text is not None and not part.thought_signature and _is_plain_text(part):
+            thought = bool(part.thought)
+            last = self.items[-1] if self.items else None
+            if isinstance(last, tuple) and last[1] == thought:
+                last[2].append(part.text)
+            else:
+                self.items.append(("text", thought, [part.text]))
+        else:
+            self.items.append(part)
+
+    def content(self) -> Any:
+        types = sdk.types()
+        parts = [
+            types.Part(text="".join(item[2]), thought=item[1] or None) if isinstance(item, tuple) else item
+            for item in self.items
+        ]
+        return types.Content(role="model", parts=parts)
+
+
+def _is_plain_text(part) -> bool:
+    return not any(
+        getattr(part, name, None) is not None
+        for name in ("inline_data", "file_data", "function_call", "function_response", "executable_code",
+                     "code_execution_result", "video_metadata")
+    )

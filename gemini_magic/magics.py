@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -19,14 +21,16 @@ from traitlets import Bool, Enum, Float, Int, List, Unicode, observe
 from . import __version__
 from .client import KEY_VARIABLES, Connection, find_api_key
 from .client import types as sdk_types
-from .context import LastError
-from .engine import Engine, Request, RetryPolicy
 from .errors import GeminiError, scrub
-from .history import Conversation, Conversations
-from .render.bundles import FORMATS
-from .tools import APPROVE_MODES
+from .options import APPROVE_MODES, FORMATS, THINKING_LEVELS
 
-THINKING_LEVELS = ("minimal", "low", "medium", "high")
+# The engine, conversations, renderers and tools are imported where they are first
+# used: `%load_ext` must stay fast (see benchmarks/).
+if TYPE_CHECKING:
+    from .context import LastError
+    from .engine import Request
+    from .history import Conversation
+
 COMMANDS = {
     "models": "list the models your key can use (marks those that generate content)",
     "config": "show the settings in force",
@@ -110,12 +114,29 @@ class GeminiMagics(Magics):
     def __init__(self, shell=None, **kwargs):
         super().__init__(shell=shell, **kwargs)
         self.connection = Connection()
-        self.engine = Engine(self.connection)
-        self.conversations = Conversations()
         self.default_chat: str | None = None
         self._cell_key: str | None = None  # the running cell, from the pre_run_cell event
         self._last_error: LastError | None = None
         self._sync_connection()
+
+    @cached_property
+    def engine(self):
+        from .engine import Engine
+
+        engine = Engine(self.connection)
+        engine.retry = self._retry_policy()
+        return engine
+
+    @cached_property
+    def conversations(self):
+        from .history import Conversations
+
+        return Conversations()
+
+    def _retry_policy(self):
+        from .engine import RetryPolicy
+
+        return RetryPolicy(attempts=max(1, self.retry_attempts), max_wait=self.retry_max_wait)
 
     # -- IPython events (registered at load) -------------------------------------------
 
@@ -143,7 +164,8 @@ class GeminiMagics(Magics):
         self.connection.base_url = self.base_url
         self.connection.api_version = self.api_version
         self.connection.timeout = self.timeout
-        self.engine.retry = RetryPolicy(attempts=max(1, self.retry_attempts), max_wait=self.retry_max_wait)
+        if "engine" in self.__dict__:  # made on first use, with the policy then in force
+            self.engine.retry = self._retry_policy()
 
     # -- %%gemini ---------------------------------------------------------------------
 
@@ -295,6 +317,8 @@ class GeminiMagics(Magics):
             fmt = "json" if args.format is None else fmt
         stream = self.stream and not args.no_stream
         user = sdk_types().Content(role="user", parts=[sdk_types().Part(text=prompt)])
+        from .engine import Request
+
         request = Request(model=model, contents=user, config=config, stream=stream, schema=schema)
         self._add_tools(request, args)
         return request, fmt
@@ -504,6 +528,8 @@ class GeminiMagics(Magics):
     def _load(self, command: str, rest: list[str]) -> None:
         if len(rest) != 2:
             raise UsageError("Usage: %gemini load NAME PATH")
+        from .history import Conversation
+
         name, path = rest
         try:
             self.conversations[name] = Conversation.load(path, name)
@@ -536,7 +562,7 @@ class GeminiMagics(Magics):
     # -- record / replay --------------------------------------------------------------
 
     def _record(self, mode: str, rest: list[str]) -> None:
-        from .replay import MODE_VARIABLE, MODES, PATH_VARIABLE
+        from .client import MODE_VARIABLE, MODES, PATH_VARIABLE
 
         if len(rest) != 1:
             raise UsageError(f"Usage: %gemini {mode} PATH (a JSON file, e.g. {mode}.gemini.json)")

@@ -26,9 +26,8 @@ from typing import Any
 
 import httpx2
 
-MODES = ("live", "record", "replay", "cache")
-MODE_VARIABLE = "GEMINI_MAGIC_MODE"
-PATH_VARIABLE = "GEMINI_MAGIC_RECORDING"
+from .client import MODE_VARIABLE, MODES, PATH_VARIABLE  # noqa: F401  (re-exported)
+
 FORMAT_VERSION = 1
 REDACTED = "<redacted>"
 

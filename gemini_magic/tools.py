@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import GeminiError
+from .options import APPROVE_MODES
 
-APPROVE_MODES = ("auto", "ask", "never")
 _default_tools: dict[str, Callable] = {}
 
 

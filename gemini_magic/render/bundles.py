@@ -5,9 +5,8 @@ from __future__ import annotations
 import html
 import json
 
+from ..options import FORMATS  # noqa: F401  (re-exported)
 from .markdown import code_block, extract_code, to_html
-
-FORMATS = ("markdown", "text", "code", "json")
 
 
 def answer_bundle(text: str, fmt: str, footer: str = "", parsed=None) -> dict:
