@@ -258,7 +258,13 @@ class Answer:
                 results.append(call)
             reply = _function_responses(results)
             if final:
-                break  # the model called tools even when told not to: stop here
+                # The model called tools even when told not to: stop here. The calls and
+                # their "not run" answers go into the exchange, and the turn ends on a
+                # model text, so a chat's history stays one the API accepts.
+                self.exchange += [model_turn, reply]
+                self.step_parts = PartsBuilder()
+                self.step_parts.add(sdk.types().Part(text="(No final answer: the tool-call limit was reached.)"))
+                break
             if steps >= request.max_steps:
                 # Claudette's way out of a loop: answer the pending calls, then ask for
                 # an answer with function calling switched off.

@@ -414,8 +414,9 @@ def to_part(
 
         >>> to_part(b"%PDF-1.4 ...").inline_data.mime_type
         'application/pdf'
-        >>> to_part(Image.new("RGB", (4000, 1000)))      # PNG, 1536x384
-        >>> to_part(Path("talk.mp4"), client=c, uploads=u, progress=bar)  # 300 MB: uploaded
+
+        to_part(Image.new("RGB", (4000, 1000)))                  # inline PNG, 1536x384
+        to_part(Path("talk.mp4"), client=c, uploads=u, progress=bar)  # 300 MB: file_data
 
     Raises MediaError for what cannot be sent, with the supported kinds in its hint.
     """
@@ -443,9 +444,9 @@ def to_part(
 def attachment(spec: str, namespace: dict, **kwargs: Any) -> types.Part:
     """The part for `--image SPEC`: a variable of the namespace, else a file path or URL.
 
-        >>> attachment("img", {"img": Image.open("cat.png")})
-        >>> attachment("plots/fig1.png", {})
-        >>> attachment("https://example.com/cat.jpg", {})
+        attachment("img", shell.user_ns)                 # the variable img
+        attachment("plots/fig1.png", shell.user_ns)      # a file
+        attachment("https://example.com/cat.jpg", {})    # a download
 
     `kwargs` go to `to_part` (client, max_side, uploads, progress).
     """

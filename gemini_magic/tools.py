@@ -70,6 +70,7 @@ def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
     summary: list[str] = []
     section = None
     current = None
+    numpy_style = False
     for index, line in enumerate(lines):
         rest = re.match(r"^\s*:param\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$", line)  # reST
         if rest:
@@ -85,6 +86,9 @@ def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
         if heading or (underline and line.strip()):
             name = (heading.group(1) if heading else line.strip()).lower()
             section = "params" if name in ("args", "arguments", "parameters", "params") else "other"
+            # NumPy sections are underlined; there only an unindented "name : type"
+            # starts a parameter, so "    Default: C." stays in the description.
+            numpy_style = bool(underline)
             current = None
             continue
         if re.fullmatch(r"\s*-{3,}\s*", line):
@@ -93,10 +97,13 @@ def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
             summary.append(line)
         elif section == "params":
             google = re.match(r"^\s{0,8}(\*{0,2}\w+)\s*(?:\(([^)]*)\))?\s*:\s*(.*)$", line)
-            numpy = re.match(r"^(\w+)\s*:\s*(.*)$", line)  # "name : type", unindented
-            if numpy and not line.startswith((" ", "\t")) and " : " in line:
-                current = numpy.group(1)
-                params[current] = ""
+            numpy = re.match(r"^(\w+)\s*(?::\s*(.*))?$", line)  # "name : type", unindented
+            if numpy_style:
+                if numpy and not line.startswith((" ", "\t")):
+                    current = numpy.group(1)
+                    params[current] = ""
+                elif current and line.strip():
+                    params[current] = (params[current] + " " + line.strip()).strip()
             elif google and not (current and line.startswith("        ")):
                 current = google.group(1).lstrip("*")
                 params[current] = google.group(3).strip()
@@ -211,10 +218,12 @@ def to_response(value: Any, limit: int = 4000) -> tuple[dict, str, list]:
         return {"result": "image attached"}, f"<image {value.size[0]}x{value.size[1]}>", [
             types().FunctionResponsePart(inline_data=blob)]
     try:
-        text = json.dumps(value, ensure_ascii=False, default=None)
+        # Through JSON and back: what is sent is exactly valid JSON (no NaN, keys as
+        # strings), whatever the function returned.
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
         if len(text) <= limit:
-            response = value if isinstance(value, dict) else {"result": value}
-            return response, text, []
+            plain = json.loads(text)
+            return (plain if isinstance(plain, dict) else {"result": plain}), text, []
     except (TypeError, ValueError):
         pass
     summary = summarize(value, Limits(chars=limit))

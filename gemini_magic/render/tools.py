@@ -109,9 +109,14 @@ def cite(text: str, grounding) -> str:
     return raw.decode("utf-8", "replace")
 
 
+def _web_uri(web) -> str:
+    """A source's link, only if it is http(s): anything else is shown as plain text."""
+    uri = (web.uri or "") if web is not None else ""
+    return uri if uri.lower().startswith(("https://", "http://")) else ""
+
+
 def _citation(index: int, chunk) -> str:
-    web = chunk.web
-    uri = web.uri if web is not None and web.uri else ""
+    uri = _web_uri(chunk.web)
     return f" [[{index + 1}]]({uri})" if uri else f" [{index + 1}]"
 
 
@@ -124,7 +129,8 @@ def sources_markdown(grounding) -> str:
         if web is None:
             continue
         title = (web.title or web.domain or web.uri or "source").replace("[", "(").replace("]", ")")
-        lines.append(f"{number}. [{title}]({web.uri})" if web.uri else f"{number}. {title}")
+        uri = _web_uri(web)
+        lines.append(f"{number}. [{title}]({uri})" if uri else f"{number}. {title}")
     out = ""
     if lines:
         out += "\n\n**Sources**\n\n" + "\n".join(lines)
