@@ -64,7 +64,7 @@ _ROUTE = re.compile(
     r"(?:/(?P<model>[^/:]+))?"
     r"(?::(?P<action>[A-Za-z]+))?$"
 )
-# [/upload]/{version}/files[/{id}]: the Files API (ids are [a-z0-9-]).
+# [/upload]/{version}/files[/{id}]: the Files API.
 _FILES_ROUTE = re.compile(r"^/(?P<upload>upload/)?(?P<version>v1|v1beta)/files(?:/(?P<file>[^/:]+))?$")
 # Actions of Files API requests, as ReceivedRequest.action.
 FILE_ACTIONS = ("uploadStart", "uploadChunk", "getFile", "listFiles", "deleteFile")
