@@ -432,6 +432,12 @@ class ReceivedRequest:
         """Whitespace words in all request texts (our stand-in for tokens)."""
         return sum(count_words(t) for t in self.all_texts() + self.system_texts())
 
+    def after_tools(self) -> bool:
+        """Whether the last turn carries function responses (a tool loop's next step)."""
+        contents = self._contents()
+        parts = (_get(contents[-1], "parts") or []) if contents else []
+        return any(isinstance(p, dict) and _get(p, "functionResponse") is not None for p in parts)
+
     def user_parts(self) -> list[dict[str, Any]]:
         """Raw part dicts of user turns (role "user" or no role), in order."""
         parts: list[dict[str, Any]] = []
@@ -680,8 +686,11 @@ class ScriptResponder:
 
     A rule matches when its "match" is a substring of the last user text (a
     missing "match" matches everything) and, if it has "model", the request
-    is for that model. With no match the "default" answer is used, or the
-    server's echo when there is no default.
+    is for that model. A rule with "after_tools": true matches only a request
+    whose last turn carries function responses (the model's next step in a tool
+    loop), and a rule without it only one whose last turn does not. With no
+    match the "default" answer is used, or the server's echo when there is no
+    default.
     """
 
     def __init__(self, rules: list[dict[str, Any]], default: dict | None = None):
@@ -689,7 +698,7 @@ class ScriptResponder:
         # "sequence" answers its items in turn, the last one repeating (a 429,
         # then the retry's success).
         self.rules = [
-            (rule.get("match", ""), rule.get("model"),
+            (rule.get("match", ""), rule.get("model"), bool(rule.get("after_tools")),
              [answer_from_spec(item) for item in rule["sequence"]] if "sequence" in rule else [answer_from_spec(rule)])
             for rule in rules
         ]
@@ -699,8 +708,11 @@ class ScriptResponder:
 
     def __call__(self, request: ReceivedRequest) -> Answer | None:
         text = request.last_user_text()
-        for index, (match, model, answers) in enumerate(self.rules):
+        after_tools = request.after_tools()
+        for index, (match, model, wants_tools, answers) in enumerate(self.rules):
             if model is not None and _strip_models(model) != request.model:
+                continue
+            if wants_tools != after_tools:
                 continue
             if match in text:
                 with self._lock:
