@@ -86,6 +86,11 @@ class TextBlock:
 
 
 @dataclass
+class ThoughtBlock(TextBlock):
+    """The model's thought summaries (with --thoughts): shown collapsed."""
+
+
+@dataclass
 class ToolBlock:
     call: Any
 
@@ -383,6 +388,10 @@ class Answer:
             if part.text is not None:
                 if part.thought:
                     self.thought_parts.append(part.text)
+                    if self.blocks and isinstance(self.blocks[-1], ThoughtBlock):
+                        self.blocks[-1].parts.append(part.text)
+                    else:
+                        self.blocks.append(ThoughtBlock([part.text]))
                     yield ThoughtDelta(part.text)
                 elif part.text:
                     self.text_parts.append(part.text)

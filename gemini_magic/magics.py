@@ -102,6 +102,9 @@ class GeminiMagics(Magics):
     retry_attempts = Int(4, help="Tries in all for 429, 5xx and timeouts (1 = no retry).").tag(config=True)
     retry_max_wait = Float(90.0, help="Seconds of waiting between retries, at most, in all.").tag(config=True)
     update_interval = Float(0.1, help="Seconds between display updates while streaming.").tag(config=True)
+    max_image_side = Int(1536, allow_none=True,
+                         help="Images are downscaled so their longer side is at most this (None: never).").tag(
+        config=True)
     approve = Enum(APPROVE_MODES, "auto", help="Tool calls: auto, ask before each, or never (--approve).").tag(
         config=True)
     max_steps = Int(10, help="Tool-call rounds before Gemini must answer (--max-steps).").tag(config=True)
@@ -193,6 +196,11 @@ class GeminiMagics(Magics):
     @argument("--search", action="store_true", help="Ground the answer with Google Search, with citations.")
     @argument("--code-exec", action="store_true", help="Let Gemini write and run Python code on Google's side.")
     @argument("--url-context", action="store_true", help="Let Gemini read the URLs named in the prompt.")
+    @argument("--image", action="append", metavar="X",
+              help="Attach an image, PDF, audio, video or text: a variable, a file path or an http(s) URL "
+                   "(repeatable).")
+    @argument("--no-downscale", action="store_true", help="Send images at full size (default: longer side 1536).")
+    @argument("--thoughts", action="store_true", help="Ask for the model's thought summaries (shown collapsed).")
     @argument("-c", "--chat", metavar="NAME", help="Make this cell a turn of conversation NAME.")
     @argument("--no-chat", action="store_true", help="A single-turn cell, even with a default chat set.")
     @argument("--context", action="append", metavar="VAR",
@@ -266,10 +274,11 @@ class GeminiMagics(Magics):
             if done.dropped:
                 print(f"Chat {chat.name!r}: this cell's earlier turn was replaced, and the {done.dropped} "
                       f"turn(s) after it were dropped.", file=sys.stderr)
-        if args.out and (answer.text_parts or answer.parsed is not None):
+        if args.out and (answer.text_parts or answer.parsed is not None or answer.other_parts):
             # A partial answer is stored too: nothing that arrived is lost.
-            value = answer.parsed if answer.parsed is not None else answer.text
-            self.shell.user_ns[args.out] = value
+            from .media import answer_value
+
+            self.shell.user_ns[args.out] = answer_value(answer)
         if fmt == "code" and answer.text_parts and answer.error is None:
             self._next_cell(answer.text)
         if answer.error is not None:
@@ -279,12 +288,14 @@ class GeminiMagics(Magics):
 
     def _request(self, args, cell: str) -> tuple[Request, str]:
         from .context import describe, error_prompt, last_error
+        from .media import is_media
         from .prompt import interpolate
 
         prompt = cell = cell.strip()
+        segments = [prompt]
         if self.interpolate and not args.no_interpolate:
-            result = interpolate(cell, self.shell.user_ns, render=self._summarize)
-            prompt = result.text
+            result = interpolate(cell, self.shell.user_ns, render=self._summarize, keep=is_media)
+            prompt, segments = result.text, result.segments
             if result.unresolved:
                 print(f"Note: left as written, no such variable: {', '.join(result.unresolved)} "
                       "(use {{ }} for literal braces).", file=sys.stderr)
@@ -300,8 +311,11 @@ class GeminiMagics(Magics):
                                   "Define it first, or check the spelling.")
             summaries = [describe(name, self.shell.user_ns[name], self._limits(), fallback=self._summarize)
                          for name in args.context]
-            prompt = "Context from the notebook:\n\n" + "\n\n".join(summaries) + "\n\n" + prompt
-        if not prompt.strip():
+            context = "Context from the notebook:\n\n" + "\n\n".join(summaries) + "\n\n"
+            prompt, segments = context + prompt, [context, *segments]
+        if args.error:
+            segments = [prompt]
+        if not prompt.strip() and not args.image:
             raise GeminiError("The prompt is empty.", "Write the prompt in the cell, below %%gemini.")
         model = (args.model or self.model or "").strip()
         if not model:
@@ -316,12 +330,50 @@ class GeminiMagics(Magics):
             config.update(schema.config())
             fmt = "json" if args.format is None else fmt
         stream = self.stream and not args.no_stream
-        user = sdk_types().Content(role="user", parts=[sdk_types().Part(text=prompt)])
+        user = sdk_types().Content(role="user", parts=self._parts(args, segments))
         from .engine import Request
 
         request = Request(model=model, contents=user, config=config, stream=stream, schema=schema)
         self._add_tools(request, args)
         return request, fmt
+
+    def _parts(self, args, segments: list) -> list:
+        """The user turn's parts: attachments first, then the prompt's text and the
+        media named in it, in the order written."""
+        types = sdk_types()
+        merged: list = []  # adjacent text is one part, as if written in one piece
+        for segment in segments:
+            if isinstance(segment, str) and merged and isinstance(merged[-1], str):
+                merged[-1] += segment
+            else:
+                merged.append(segment)
+        segments = merged
+        if not args.image and len(segments) == 1 and isinstance(segments[0], str):
+            return [types.Part(text=segments[0])]
+        from .media import attachment, to_part
+        from .render.progress import upload_progress
+
+        options = {
+            "client": _LazyClient(self.connection),
+            "max_side": None if args.no_downscale else self.max_image_side,
+            "uploads": self.uploads,
+            "progress": upload_progress(self.shell),
+        }
+        parts = [attachment(spec, self.shell.user_ns, **options) for spec in args.image or ()]
+        for segment in segments:
+            if isinstance(segment, str):
+                if segment.strip():
+                    parts.append(types.Part(text=segment))
+            else:
+                parts.append(to_part(segment, **options))
+        return parts
+
+    @cached_property
+    def uploads(self):
+        from .media import Uploads
+
+        # Waits between processing checks are skipped when the check was replayed.
+        return Uploads(sleep=lambda seconds: self.engine.pause(seconds))
 
     def _add_tools(self, request: Request, args) -> None:
         from .tools import Toolbox, resolve
@@ -382,8 +434,10 @@ class GeminiMagics(Magics):
             value = self.shell.user_ns.get(system) if system.isidentifier() else None
             settings["system_instruction"] = value if isinstance(value, str) else system
         thinking = pick(args.thinking, self.thinking)
-        if thinking is not None:
+        if thinking is not None or args.thoughts:
             settings["thinking_config"] = _thinking(thinking)
+            if args.thoughts:
+                settings["thinking_config"]["include_thoughts"] = True
         return {k: v for k, v in settings.items() if v is not None}
 
     def _next_cell(self, text: str) -> None:
@@ -605,7 +659,9 @@ def _check_range(option: str, value, low, high) -> None:
         raise UsageError(f"{option} must be {bounds}, not {value}.")
 
 
-def _thinking(value: str) -> dict:
+def _thinking(value: str | None) -> dict:
+    if value is None:
+        return {}
     text = str(value).strip().lower()
     if text in THINKING_LEVELS:
         return {"thinking_level": text.upper()}
@@ -629,3 +685,13 @@ def _source_key(source: str) -> str:
 
 def _text_of(content) -> str:
     return "".join(p.text or "" for p in (content.parts or []))
+
+
+class _LazyClient:
+    """The SDK client, built only if a large file must go through the Files API."""
+
+    def __init__(self, connection: Connection):
+        self._connection = connection
+
+    def __getattr__(self, name: str):
+        return getattr(self._connection.client(), name)

@@ -30,6 +30,9 @@ _STEP = re.compile(r"\.\s*([A-Za-z_]\w*)|\[([^\[\]{}]*)\]")
 class Interpolated:
     text: str
     unresolved: list[str] = field(default_factory=list)
+    # The prompt in order: text, and the values kept whole (images and other media,
+    # which become their own parts); just [text] when there are none.
+    segments: list = field(default_factory=list)
 
 
 class _Unresolved(Exception):
@@ -60,10 +63,12 @@ def resolve(expression: str, namespace: dict) -> Any:
     return value
 
 
-def interpolate(template: str, namespace: dict, render=str) -> Interpolated:
+def interpolate(template: str, namespace: dict, render=str, keep=None) -> Interpolated:
     """Fill fields from `namespace`; `render` turns a value into text (the magic
-    passes a summarizer that bounds large objects)."""
+    passes a summarizer that bounds large objects), and values for which
+    `keep(value)` is true stay whole in `segments`, where they were written."""
     unresolved: list[str] = []
+    kept: list = []
 
     def replace(match: re.Match) -> str:
         token = match.group(0)
@@ -75,6 +80,23 @@ def interpolate(template: str, namespace: dict, render=str) -> Interpolated:
         except _Unresolved:
             unresolved.append(token)
             return token
+        if keep is not None and keep(value):
+            kept.append(value)
+            return _KEPT
         return render(value)
 
-    return Interpolated(_FIELD.sub(replace, template), unresolved)
+    text = _FIELD.sub(replace, template)
+    if not kept:
+        return Interpolated(text, unresolved, [text])
+    segments: list = []
+    pieces = text.split(_KEPT)
+    for index, piece in enumerate(pieces):
+        if piece:
+            segments.append(piece)
+        if index < len(kept):
+            segments.append(kept[index])
+    return Interpolated(text.replace(_KEPT, "[media]"), unresolved, segments)
+
+
+# Marks where a kept value goes; a private-use character no prompt contains.
+_KEPT = "\ue000"

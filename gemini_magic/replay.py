@@ -31,9 +31,12 @@ from .client import MODE_VARIABLE, MODES, PATH_VARIABLE  # noqa: F401  (re-expor
 FORMAT_VERSION = 1
 REDACTED = "<redacted>"
 
-_VERSION_PREFIX = re.compile(r"^/(v\d+(?:alpha|beta)?\d*)/")
-# Query parameters that never identify a request.
-_DROPPED_QUERY = {"key", "$alt"}
+_VERSION_PREFIX = re.compile(r"^/(upload/)?(v\d+(?:alpha|beta)?\d*)/")
+# Query parameters that never identify a request (the upload session id is new
+# on every run of a Files API upload).
+_DROPPED_QUERY = {"key", "$alt", "upload_id"}
+# Response headers the SDK reads: the resumable upload protocol's.
+_KEPT_HEADERS = ("x-goog-upload-url", "x-goog-upload-status")
 
 
 class ReplayMiss(Exception):
@@ -90,7 +93,7 @@ def _b64decode(text: str) -> bytes:
 def normalize_request(request: httpx2.Request) -> dict:
     """What identifies a request, free of what varies between machines and runs:
     host, API version prefix, headers (key, SDK version), key query parameter."""
-    path = _VERSION_PREFIX.sub("", request.url.path)
+    path = _VERSION_PREFIX.sub(lambda m: m.group(1) or "", request.url.path)
     query = {k: v for k, v in sorted(request.url.params.items()) if k not in _DROPPED_QUERY}
     body: Any = None
     content = request.content
@@ -124,14 +127,19 @@ def _parse_sse(raw: bytes) -> list:
     return events
 
 
-def _record_response(status: int, content_type: str, raw: bytes) -> dict:
+def _record_response(status: int, headers, raw: bytes) -> dict:
+    content_type = headers.get("content-type", "")
     if "text/event-stream" in content_type:
         return {"status": status, "stream": _parse_sse(raw)}
     try:
         body: Any = json.loads(raw) if raw else None
     except ValueError:
         body = raw.decode("utf-8", "replace")
-    return {"status": status, "body": body}
+    recorded = {"status": status, "body": body}
+    kept = {name: headers[name] for name in _KEPT_HEADERS if name in headers}
+    if kept:
+        recorded["headers"] = kept
+    return recorded
 
 
 class Recording:
@@ -249,10 +257,9 @@ class RecordingTransport(httpx2.BaseTransport):
                 self.misses += 1
                 raise ReplayMiss(normalized, self.recording.path, reason="no-key")
         response = self._live(request)
-        content_type = response.headers.get("content-type", "")
 
         def store(raw: bytes) -> None:
-            self._store(key, normalized, _record_response(response.status_code, content_type, raw))
+            self._store(key, normalized, _record_response(response.status_code, response.headers, raw))
 
         response.stream = _TeeStream(response.stream, store)
         return response
@@ -279,7 +286,7 @@ class RecordingTransport(httpx2.BaseTransport):
         content = b"" if body is None else json.dumps(body, ensure_ascii=False).encode()
         return httpx2.Response(
             recorded["status"],
-            headers={"content-type": "application/json; charset=UTF-8"},
+            headers={"content-type": "application/json; charset=UTF-8", **recorded.get("headers", {})},
             content=content,
             request=request,
         )

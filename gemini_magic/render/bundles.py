@@ -38,17 +38,21 @@ def answer_bundle(text: str, fmt: str, footer: str = "", parsed=None) -> dict:
 def compose(answer, fmt: str, footer: str = "") -> dict:
     """The bundle for a whole answer: its text, and where there are any, tool-call
     cards, code Gemini ran, media parts and search citations, in order."""
-    from ..engine import PartBlock, TextBlock, ToolBlock
+    from ..engine import PartBlock, TextBlock, ThoughtBlock, ToolBlock
     from .tools import card_html, card_text, cite, part_html, part_text, sources_markdown
 
     blocks = answer.blocks
     grounding = answer.grounding
-    if all(isinstance(b, TextBlock) for b in blocks) and grounding is None:
+    if all(type(b) is TextBlock for b in blocks) and grounding is None:
         return answer_bundle(answer.text, fmt, footer, answer.parsed)
     html_parts, plain_parts = [], []
-    only_text = sum(isinstance(b, TextBlock) for b in blocks) <= 1
+    only_text = sum(type(b) is TextBlock for b in blocks) <= 1
     for block in blocks:
-        if isinstance(block, TextBlock):
+        if isinstance(block, ThoughtBlock):
+            html_parts.append('<details class="gemini-thoughts"><summary><em>Thoughts</em></summary>'
+                              f"{to_html(block.text)}</details>\n")
+            plain_parts.append("[thoughts]\n" + block.text)
+        elif isinstance(block, TextBlock):
             text = block.text
             # Offsets in grounding refer to the whole answer's text: exact with one block.
             shown = cite(text, grounding) if grounding is not None and only_text else text

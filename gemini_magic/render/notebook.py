@@ -15,7 +15,17 @@ from __future__ import annotations
 import sys
 import time
 
-from ..engine import Notice, OtherPart, Retrying, TextDelta, ToolUpdate, provenance, retry_line, usage_line
+from ..engine import (
+    Notice,
+    OtherPart,
+    Retrying,
+    TextDelta,
+    ThoughtDelta,
+    ToolUpdate,
+    provenance,
+    retry_line,
+    usage_line,
+)
 from .bundles import compose
 
 _EMPTY = {"text/plain": ""}
@@ -53,7 +63,7 @@ class NotebookRenderer:
         return "text" if self.fmt == "code" else self.fmt
 
     def event(self, event) -> None:
-        if isinstance(event, TextDelta):
+        if isinstance(event, (TextDelta, ThoughtDelta)):
             now = self.clock()
             # The first chunk shows at once; later ones at most every `interval`,
             # so a 10,000-chunk answer does not send 10,000 messages.
