@@ -35,7 +35,8 @@ def run(paths: list[Path], mode: str, inplace: bool, timeout: int) -> int:
     for path in paths:
         started = time.perf_counter()
         nb = nbformat.read(path, as_version=4)
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+        # No per-cell timestamps: a refreshed notebook then differs only where answers do.
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                                 resources={"metadata": {"path": str(path.parent.resolve())}})
         try:
             client.execute(env=env)

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import httpx2
 
 from .client import MODE_VARIABLE, MODES, PATH_VARIABLE  # noqa: F401  (re-exported)
+from .files import write_atomic
 
 FORMAT_VERSION = 1
 REDACTED = "<redacted>"
@@ -165,11 +165,7 @@ class Recording:
         text = json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
         if secret and secret in text:  # belt and braces: nothing should carry it
             text = text.replace(secret, REDACTED)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, self.path)
+        write_atomic(self.path, text)
 
 
 class _ReplayStream(httpx2.SyncByteStream):
