@@ -395,7 +395,7 @@ class Answer:
                     yield ThoughtDelta(part.text)
                 elif part.text:
                     self.text_parts.append(part.text)
-                    if self.blocks and isinstance(self.blocks[-1], TextBlock):
+                    if self.blocks and type(self.blocks[-1]) is TextBlock:  # not a ThoughtBlock
                         self.blocks[-1].parts.append(part.text)
                     else:
                         self.blocks.append(TextBlock([part.text]))

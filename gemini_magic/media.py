@@ -643,10 +643,13 @@ def answer_value(answer) -> Any:
         if blob is None or not blob.data:
             continue
         mime = (blob.mime_type or "").lower()
-        if mime.startswith("image/"):
-            from PIL import Image
+        if mime in IMAGE_TYPES:
+            from PIL import Image, UnidentifiedImageError
 
-            images.append(Image.open(io.BytesIO(blob.data)))
+            try:
+                images.append(Image.open(io.BytesIO(blob.data)))
+            except (UnidentifiedImageError, OSError):
+                pass  # unreadable bytes: the answer's text is still stored
         elif mime.startswith("audio/"):
             audio.append((mime, blob.data))
     if not images and not audio:
