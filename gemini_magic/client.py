@@ -109,6 +109,9 @@ class Connection:
     mode: str = "live"
     recording_path: str | None = None
     _transport: RecordingTransport | None = field(default=None, repr=False)
+    # Rate limits and usage (quota.py): applied to live requests by the transport.
+    limiter: Any = None
+    usage: Any = None
     _client: Any = field(default=None, repr=False)
     _built_for: tuple | None = field(default=None, repr=False)
 
@@ -133,6 +136,7 @@ class Connection:
             from .replay import RecordingTransport
 
             self._transport = RecordingTransport(self.mode, self.recording_path)
+        self._transport.limiter = self.limiter
         return self._transport
 
     def has_real_key(self) -> bool:

@@ -172,6 +172,7 @@ class Answer:
         self.done = False
         self._stream = None
         self._calls: list[Any] = []  # function calls of the current step
+        self.on_wait = None  # a front end's countdown for rate-limit waits: on_wait(quota.Wait)
 
     # The text is joined on demand: appending to a list keeps the hot path cheap.
     @property
@@ -289,6 +290,14 @@ class Answer:
         yield Finished(self.finish_reason, self.usage, self.model_version)
 
     def _step(self, contents: list, tools_allowed: bool) -> Iterator[Any]:
+        limiter = self.engine.connection.limiter
+        if limiter is None or self.on_wait is None:
+            yield from self._send(contents, tools_allowed)
+            return
+        with limiter.listening(self.on_wait):  # waits for a rate-limit slot show as a countdown
+            yield from self._send(contents, tools_allowed)
+
+    def _send(self, contents: list, tools_allowed: bool) -> Iterator[Any]:
         """One request, with retries of what failed before any answer arrived."""
         policy = self.engine.retry
         waited = 0.0
@@ -300,6 +309,7 @@ class Answer:
             try:
                 for response in self._open(contents, tools_allowed):
                     yield from self._absorb(response)
+                self.engine.count(self.request.model_id, self._step_usage)
                 if self.error is not None:
                     yield Failed(self.error)
                 return
@@ -308,6 +318,7 @@ class Answer:
             except Exception as exc:  # SDK, HTTP and replay errors: translated below
                 error = explain(exc, self.engine.context(self.request.model_id))
                 error.__cause__ = exc
+            self.engine.learn(self.request.model_id, error)
             # Retry only what failed before any of the answer arrived: text already
             # shown cannot be taken back, and a second answer would not continue it.
             delay = self._delay(error, attempt)
@@ -501,6 +512,20 @@ class Engine:
     def replaying(self) -> bool:
         transport = self.connection._transport
         return transport is not None and transport.last_was_replayed
+
+    def count(self, model: str, usage: dict) -> None:
+        """Usage of a request that really went out (a replayed one cost nothing)."""
+        store = self.connection.usage
+        if store is not None and not self.replaying():
+            store.add(model, usage)
+
+    def learn(self, model: str, error: GeminiError) -> None:
+        """A live 429 tells the limiter the server's delay and figure."""
+        limiter = self.connection.limiter
+        if limiter is None or self.replaying() or getattr(error, "kind", "") != "quota":
+            return
+        limiter.penalize(model, error.retry_after, getattr(error, "quota_value", None),
+                         per_minute="PerDay" not in getattr(error, "quota_id", ""))
 
     def pause(self, seconds: float) -> None:
         # A replayed error's retry needs no real wait: the answer is on disk.

@@ -56,6 +56,8 @@ class UnknownModel(GeminiError):
 class QuotaExhausted(GeminiError):
     kind = "quota"
     transient = True
+    quota_id = ""
+    quota_value: int | None = None
 
 
 class ServerProblem(GeminiError):
@@ -116,16 +118,22 @@ def retry_delay(exc) -> float | None:
     return None
 
 
-def _quota_name(exc) -> str:
+def _violation(exc) -> dict:
     for detail in _details(exc):
         if isinstance(detail, dict) and detail.get("@type", "").endswith("google.rpc.QuotaFailure"):
             for violation in detail.get("violations") or []:
-                quota = violation.get("quotaId") or violation.get("quotaMetric") or ""
-                value = violation.get("quotaValue")
-                if quota:
-                    limit = f", limit {value}" if value else ""
-                    return f"{quota}{limit}"
-    return ""
+                if isinstance(violation, dict):
+                    return violation
+    return {}
+
+
+def _quota_name(exc) -> str:
+    violation = _violation(exc)
+    quota = violation.get("quotaId") or violation.get("quotaMetric") or ""
+    value = violation.get("quotaValue")
+    if not quota:
+        return ""
+    return f"{quota}, limit {value}" if value else quota
 
 
 def _reason(exc) -> str:
@@ -192,12 +200,20 @@ def _api_error(exc, context: Context) -> GeminiError:
         quota = _quota_name(exc)
         which = f": {quota}" if quota else ""
         when = f"Retry in {delay:g} s. " if delay is not None else "Retry later. "
-        return QuotaExhausted(
+        error = QuotaExhausted(
             f"Quota exhausted{which}.",
             when + "The free tier allows only a few requests a minute and a day: wait, or use a "
             "lighter model (-m gemini-2.5-flash-lite).",
             retry_after=delay,
         )
+        # What the limiter learns from (quota.py): the server's own figure.
+        violation = _violation(exc)
+        error.quota_id = violation.get("quotaId") or ""
+        try:
+            error.quota_value = int(violation.get("quotaValue"))
+        except (TypeError, ValueError):
+            error.quota_value = None
+        return error
     if code in (408, 504):
         return Timeout(f"The server timed out ({code} {status}).", "Try again in a moment.")
     if code >= 500:

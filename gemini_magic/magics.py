@@ -16,7 +16,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
-from traitlets import Bool, Enum, Float, Int, List, Unicode, observe
+from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default, observe
 
 from . import __version__
 from .client import KEY_VARIABLES, Connection, find_api_key
@@ -49,6 +49,9 @@ COMMANDS = {
     "load NAME PATH": "load a conversation from a JSON file",
     "explain": "ask Gemini to explain the last error and suggest a fix",
     "tools [F,G]": "show the declarations Gemini gets for the @tool-marked functions (and F, G)",
+    "usage": "today's requests and tokens per model, against the daily quotas",
+    "settings": "a panel of widgets for the model and its settings, bound to %%gemini cells",
+    "chat-ui [NAME]": "an interactive chat widget for conversation NAME (default: chat)",
 }
 
 
@@ -105,6 +108,15 @@ class GeminiMagics(Magics):
     max_image_side = Int(1536, allow_none=True,
                          help="Images are downscaled so their longer side is at most this (None: never).").tag(
         config=True)
+    quota_tier = Enum(("free", "paid", "off"), "free",
+                      help="Client-side rate limits: the free tier's table, 'paid' (only rate_limits and what "
+                           "429s teach), or 'off'.").tag(config=True)
+    rate_limits = Dict(help="Per-model limits over the tier's, e.g. {'gemini-2.5-flash': {'rpm': 1000, "
+                            "'rpd': 10000, 'tpm': 1000000, 'tpd': None}}; also read from limits.json in the "
+                            "data folder.").tag(config=True)
+    shared_rpm = Int(60, allow_none=True, help="Requests a minute across all models (None: no limit).").tag(
+        config=True)
+    track_usage = Bool(True, help="Count requests and tokens per model and day (%gemini usage).").tag(config=True)
     approve = Enum(APPROVE_MODES, "auto", help="Tool calls: auto, ask before each, or never (--approve).").tag(
         config=True)
     max_steps = Int(10, help="Tool-call rounds before Gemini must answer (--max-steps).").tag(config=True)
@@ -122,13 +134,36 @@ class GeminiMagics(Magics):
         self._last_error: LastError | None = None
         self._sync_connection()
 
+    @default("quota_tier")
+    def _quota_tier_default(self) -> str:
+        # GEMINI_MAGIC_QUOTA sets it from outside (a CI job, a paid-tier machine).
+        value = os.environ.get("GEMINI_MAGIC_QUOTA", "free").strip().lower()
+        return value if value in ("free", "paid", "off") else "free"
+
     @cached_property
     def engine(self):
         from .engine import Engine
 
         engine = Engine(self.connection)
         engine.retry = self._retry_policy()
+        self._configure_quota()
         return engine
+
+    def _configure_quota(self) -> None:
+        from .quota import Limiter, UsageStore, data_dir
+
+        usage = UsageStore() if self.track_usage else None
+        overrides = _limits_file(data_dir() / "limits.json")
+        overrides.update(self.rate_limits)
+        self.connection.usage = usage
+        self.connection.limiter = Limiter(self.quota_tier, overrides, self.shared_rpm, usage)
+        if self.connection._transport is not None:
+            self.connection._transport.limiter = self.connection.limiter
+
+    @observe("quota_tier", "rate_limits", "shared_rpm", "track_usage")
+    def _quota_changed(self, change) -> None:
+        if "engine" in self.__dict__:
+            self._configure_quota()
 
     @cached_property
     def conversations(self):
@@ -219,7 +254,12 @@ class GeminiMagics(Magics):
         As a line magic, runs a command: %gemini help lists them.
         """
         if cell is None:
-            return self._command(line)
+            if line.lstrip().startswith("-"):
+                # `%gemini --image chart.png` asks with options alone (IPython refuses
+                # a %%gemini cell with an empty body).
+                cell = ""
+            else:
+                return self._command(line)
         try:
             args = self._parse(line)
         except UsageError as exc:
@@ -471,7 +511,10 @@ class GeminiMagics(Magics):
             "record": self._record, "replay": self._record, "cache": self._record,
             "chat": self._chat, "history": self._history, "reset": self._reset,
             "save": self._save, "load": self._load, "explain": self._explain, "tools": self._tools,
+            "chat-ui": self._chat_ui,
         }
+        simple["settings"] = self._settings
+        simple["usage"] = self._usage
         if name not in simple and name not in with_arguments:
             raise UsageError(f"Unknown command {name!r}. Commands: {', '.join(c.split()[0] for c in COMMANDS)}. "
                              "A prompt goes in a %%gemini cell.")
@@ -596,6 +639,31 @@ class GeminiMagics(Magics):
     def _explain(self, command: str, rest: list[str]):
         return self._ask(self._parse("--error " + " ".join(rest)), "--error", "")
 
+    # -- quota ------------------------------------------------------------------------
+
+    def _usage(self) -> None:
+        from .quota import usage_table
+
+        self.engine  # noqa: B018  (sets up the limiter and the usage store)
+        if self.connection.usage is None:
+            print("Usage is not tracked (GeminiMagics.track_usage = False).")
+            return
+        print(usage_table(self.connection.usage, self.connection.limiter))
+
+    # -- widgets ----------------------------------------------------------------------
+
+    def _settings(self):
+        from .widgets import settings_panel
+
+        return settings_panel(self)
+
+    def _chat_ui(self, command: str, rest: list[str]):
+        if len(rest) > 1:
+            raise UsageError("Usage: %gemini chat-ui [NAME]")
+        from .widgets import chat_widget
+
+        return chat_widget(self, rest[0] if rest else (self.default_chat or "chat"))
+
     # -- tools ------------------------------------------------------------------------
 
     def _tools(self, command: str, rest: list[str]) -> None:
@@ -695,3 +763,14 @@ class _LazyClient:
 
     def __getattr__(self, name: str):
         return getattr(self._connection.client(), name)
+
+
+def _limits_file(path) -> dict:
+    """Per-model limits from a small JSON file, e.g. a paid tier's figures."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

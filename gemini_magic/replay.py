@@ -31,6 +31,7 @@ from .files import write_atomic
 FORMAT_VERSION = 1
 REDACTED = "<redacted>"
 
+_GENERATE = re.compile(r"/models/([^/:]+):(?:generateContent|streamGenerateContent)$")
 _VERSION_PREFIX = re.compile(r"^/(upload/)?(v\d+(?:alpha|beta)?\d*)/")
 # Query parameters that never identify a request (the upload session id is new
 # on every run of a Files API upload).
@@ -211,6 +212,7 @@ class RecordingTransport(httpx2.BaseTransport):
         self._lock = threading.Lock()
         self._local = threading.local()
         self.api_key: str | None = None
+        self.limiter = None  # quota.Limiter: live generate requests wait for a slot
         self.set_mode(mode, path)
 
     def set_mode(self, mode: str, path: str | os.PathLike | None = None) -> None:
@@ -253,6 +255,8 @@ class RecordingTransport(httpx2.BaseTransport):
                 self.misses += 1
                 raise ReplayMiss(normalized, self.recording.path, reason="no-key")
         response = self._live(request)
+        if self.mode == "live":
+            return response
 
         def store(raw: bytes) -> None:
             self._store(key, normalized, _record_response(response.status_code, response.headers, raw))
@@ -301,6 +305,10 @@ class RecordingTransport(httpx2.BaseTransport):
             self.recording.save(secret=self.api_key)
 
     def _live(self, request: httpx2.Request) -> httpx2.Response:
+        generate = _GENERATE.search(request.url.path)
+        if generate and self.limiter is not None:
+            # Only what really goes out waits for a slot: a replayed answer costs no quota.
+            self.limiter.acquire(generate.group(1), tokens=len(request.content or b"") // 4)
         if self._inner is None:
             self._inner = httpx2.HTTPTransport()
         return self._inner.handle_request(request)

@@ -3,9 +3,11 @@ the recording beside each notebook, and nothing can reach the network even if a
 recording were missing (the endpoint is a closed local port, and no key is set)."""
 
 import os
+import tempfile
 from pathlib import Path
 
 os.environ["GEMINI_MAGIC_MODE"] = "replay"
+os.environ.setdefault("GEMINI_MAGIC_DATA_DIR", tempfile.mkdtemp(prefix="gemini-magic-nbval-"))
 os.environ["GOOGLE_GEMINI_BASE_URL"] = "http://127.0.0.1:9"
 for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GEMINI_MAGIC_RECORDING", "GOOGLE_GENAI_USE_VERTEXAI"):
     os.environ.pop(name, None)

@@ -7,6 +7,7 @@ The SDK is never patched: it talks HTTP to tests.fake_gemini on 127.0.0.1.
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -16,10 +17,14 @@ from tests.kernel import KernelSession
 # Distinctive, so a scan of any output or file can prove it never leaks.
 TEST_KEY = "test-key-DO-NOT-LEAK-7f3c9a1e"
 
+# Usage counts of the test session go here, never to the user's data folder.
+_DATA_DIR = tempfile.mkdtemp(prefix="gemini-magic-test-data-")
+
 _CLEARED = (
     "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_GENAI_USE_ENTERPRISE", "GOOGLE_GENAI_API_VERSION",
     "GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_CLOUD_PROJECT",
-    "GEMINI_MAGIC_MODE", "GEMINI_MAGIC_RECORDING", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy",
+    "GEMINI_MAGIC_MODE", "GEMINI_MAGIC_RECORDING", "GEMINI_MAGIC_QUOTA", "GEMINI_MAGIC_DATA_DIR",
+    "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy",
 )
 
 
@@ -27,6 +32,9 @@ def kernel_environment(server_url: str | None, key: str | None = TEST_KEY) -> di
     """The environment a test process or kernel runs with."""
     env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    # The fake server has no quota; tests of the limiter turn it on themselves.
+    env["GEMINI_MAGIC_QUOTA"] = "off"
+    env["GEMINI_MAGIC_DATA_DIR"] = _DATA_DIR
     if key:
         env["GEMINI_API_KEY"] = key
     if server_url:
@@ -57,6 +65,8 @@ def env(server, monkeypatch):
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.url)
+    monkeypatch.setenv("GEMINI_MAGIC_QUOTA", "off")
+    monkeypatch.setenv("GEMINI_MAGIC_DATA_DIR", _DATA_DIR)
     return monkeypatch
 
 

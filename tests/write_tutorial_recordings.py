@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,8 @@ def main(names: list[str]) -> int:
         os.environ.pop(name, None)
     os.environ["NO_PROXY"] = "127.0.0.1,localhost"
     os.environ["GEMINI_API_KEY"] = "hand-written-answers"
+    os.environ["GEMINI_MAGIC_QUOTA"] = "off"  # the test server has no quota to respect
+    os.environ["GEMINI_MAGIC_DATA_DIR"] = tempfile.mkdtemp()  # nor usage worth keeping
     status = 0
     for name in names:
         with FakeGemini.from_script(NOTEBOOKS / "answers" / f"{name}.json") as server:

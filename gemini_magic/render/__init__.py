@@ -9,6 +9,7 @@ from .terminal import TerminalRenderer
 def play(answer, renderer) -> None:
     """Drive one answer through a renderer. Ctrl-C stops the request and keeps
     what arrived; the caller decides what the interruption means."""
+    answer.on_wait = getattr(renderer, "waiting", None)
     renderer.start(answer)
     try:
         for event in answer:

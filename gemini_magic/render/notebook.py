@@ -12,6 +12,7 @@ sees only the first state of each display compares equal.
 
 from __future__ import annotations
 
+import html
 import sys
 import time
 
@@ -80,6 +81,12 @@ class NotebookRenderer:
             # A lasting line, not a placeholder update: the saved notebook shows that
             # the answer needed a retry, and replay prints the same line.
             print(retry_line(event, self.answer.engine.retry.attempts), file=sys.stderr)
+
+    def waiting(self, wait) -> None:
+        """A countdown while a request waits for a rate-limit slot (the placeholder
+        is emptied at the end, like every live view)."""
+        self._show({"text/plain": f"Waiting {wait.seconds:.0f} s: {wait.reason}.",
+                    "text/html": f"<div><em>⏳ Waiting {wait.seconds:.0f} s: {html.escape(wait.reason)}.</em></div>"})
 
     def finish(self, answer) -> None:
         from IPython.display import display

@@ -35,6 +35,12 @@ class TerminalRenderer:
         elif isinstance(event, Retrying):
             print(retry_line(event, self.answer.engine.retry.attempts), file=self.err or sys.stderr)
 
+    def waiting(self, wait) -> None:
+        # Once per wait, not every tick of the countdown.
+        if wait.reason != getattr(self, "_waiting_for", None):
+            self._waiting_for = wait.reason
+            print(f"Waiting {wait.seconds:.0f} s: {wait.reason}.", file=self.err or sys.stderr)
+
     def _line(self, text: str) -> None:
         out = self.out or sys.stdout
         if self._wrote:

@@ -41,6 +41,7 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -994,6 +995,14 @@ class FakeGemini:
         # with file_fail it ends FAILED instead. Both are read at upload time.
         self.file_processing_polls: int = 1
         self.file_fail: bool = False
+        # Rate limit, as Gemini enforces it: at most `rate_limit` generate requests
+        # in any `rate_window` seconds (None: unlimited); over it, a 429 with a
+        # RetryInfo delay until a slot frees. `rate_window` is shortened in tests
+        # and benchmarks so that a "minute" passes quickly.
+        self.rate_limit: int | None = None
+        self.rate_window: float = 60.0
+        self.rejected = 0  # 429s answered for the rate limit
+        self._admitted: collections.deque[float] = collections.deque()
 
     def queue(self, *answers: Answer | str) -> FakeGemini:
         """Queue answers (FIFO) for the next generate/stream calls; a str is Reply(text=...)."""
@@ -1071,7 +1080,24 @@ class FakeGemini:
             return None
         return Error.invalid_key()
 
+    def _over_rate_limit(self) -> Error | None:
+        if self.rate_limit is None:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            while self._admitted and now - self._admitted[0] >= self.rate_window:
+                self._admitted.popleft()
+            if len(self._admitted) < self.rate_limit:
+                self._admitted.append(now)
+                return None
+            self.rejected += 1
+            wait = self.rate_window - (now - self._admitted[0])
+        return Error.quota(retry_delay=f"{max(wait, 0.001):.3f}s", limit=self.rate_limit)
+
     def _next_answer(self, request: ReceivedRequest) -> Answer:
+        limited = self._over_rate_limit()
+        if limited is not None:
+            return limited
         with self._lock:
             if self._queue:
                 return self._queue.popleft()
