@@ -15,7 +15,8 @@ import os
 
 __version__ = "0.1.0"
 
-__all__ = ["conversation", "conversations", "load_ipython_extension", "tool", "unload_ipython_extension"]
+__all__ = ["batch", "conversation", "conversations", "last_batch", "load_ipython_extension", "tool",
+           "unload_ipython_extension"]
 
 _magics = None
 
@@ -42,6 +43,50 @@ def conversation(name: str):
     >>> chat.messages()     # [{"role": "user", "text": ...}, {"role": "model", ...}]
     """
     return _loaded().conversations.get_or_create(name)
+
+
+def batch(template: str, rows, *, column: str = "answer", concurrency: int = 8, **options):
+    """Ask once per item of `rows` (a list, Series or DataFrame); results come back
+    aligned: a list, a Series, or the DataFrame with a new `column`. A failed item
+    holds a falsy `ItemError` in its place; the batch goes on.
+
+    >>> gemini_magic.batch("Capital of {country}?", ["France", "Peru"], model="gemini-2.5-flash-lite")
+    ['Paris.', 'Lima.']
+    >>> gemini_magic.batch("One-line summary: {text}", df)   # df with a 'text' column
+    ... # a copy of df with an 'answer' column
+
+    `options` are the cell's: model, temperature, top_p, top_k, max_tokens, seed,
+    system, json=True, schema=<pydantic model, dataclass or TypedDict>. A scalar item
+    is `{item}` in the template; every item also has `{index}`. An interrupted batch
+    keeps its finished results: `gemini_magic.last_batch().resume()` runs the rest.
+    """
+    from . import batches as batching
+    from .schema import Schema
+
+    magics = _loaded()
+    args = magics._parse("")
+    for name, value in options.items():
+        attr = {"max_tokens": "max_tokens", "json": "json"}.get(name, name)
+        if not hasattr(args, attr):
+            raise TypeError(f"batch() got an unexpected option {name!r}")
+        setattr(args, attr, value)
+    if options.get("schema") is not None and not isinstance(options["schema"], str):
+        args.schema = Schema(options["schema"], getattr(options["schema"], "__name__", "schema"))
+    requests, like = batching.build_requests(template, rows, magics.shell.user_ns, magics.request_factory(args))
+    run = batching.run(requests, magics.engine, concurrency=concurrency, progress=batching.progress_for(magics.shell))
+    batching.last_run = run
+    if run.interrupted or run.errors:
+        import sys
+
+        print(batching.summary(run), file=sys.stderr)
+    return batching._shape(run.results, like, column)
+
+
+def last_batch():
+    """The last batch run (`.results`, `.errors`, `.resume()`)."""
+    from . import batches as batching
+
+    return batching.last_run
 
 
 def conversations() -> dict:

@@ -50,6 +50,7 @@ COMMANDS = {
     "explain": "ask Gemini to explain the last error and suggest a fix",
     "tools [F,G]": "show the declarations Gemini gets for the @tool-marked functions (and F, G)",
     "usage": "today's requests and tokens per model, against the daily quotas",
+    "batch-status ID": "the state of a Gemini Batch API job (and its results, once done)",
     "settings": "a panel of widgets for the model and its settings, bound to %%gemini cells",
     "chat-ui [NAME]": "an interactive chat widget for conversation NAME (default: chat)",
 }
@@ -236,6 +237,10 @@ class GeminiMagics(Magics):
                    "(repeatable).")
     @argument("--no-downscale", action="store_true", help="Send images at full size (default: longer side 1536).")
     @argument("--thoughts", action="store_true", help="Ask for the model's thought summaries (shown collapsed).")
+    @argument("--over", metavar="VAR", help="Run the prompt once per item of a list, Series or DataFrame "
+                                            "(fields of each row fill the template); see gemini_magic.batch.")
+    @argument("--column", default="answer", metavar="NAME", help="With --over a DataFrame: the results' column.")
+    @argument("--concurrency", type=int, default=8, metavar="N", help="With --over: requests in flight (8).")
     @argument("-c", "--chat", metavar="NAME", help="Make this cell a turn of conversation NAME.")
     @argument("--no-chat", action="store_true", help="A single-turn cell, even with a default chat set.")
     @argument("--context", action="append", metavar="VAR",
@@ -283,6 +288,8 @@ class GeminiMagics(Magics):
         return args
 
     def _ask(self, args, line: str, cell: str):
+        if args.over:
+            return self._batch(args, cell)
         debug = args.debug or self.debug
         try:
             request, fmt = self._request(args, cell)
@@ -511,7 +518,7 @@ class GeminiMagics(Magics):
             "record": self._record, "replay": self._record, "cache": self._record,
             "chat": self._chat, "history": self._history, "reset": self._reset,
             "save": self._save, "load": self._load, "explain": self._explain, "tools": self._tools,
-            "chat-ui": self._chat_ui,
+            "chat-ui": self._chat_ui, "batch-status": self._batch_status,
         }
         simple["settings"] = self._settings
         simple["usage"] = self._usage
@@ -638,6 +645,61 @@ class GeminiMagics(Magics):
 
     def _explain(self, command: str, rest: list[str]):
         return self._ask(self._parse("--error " + " ".join(rest)), "--error", "")
+
+    # -- batches ----------------------------------------------------------------------
+
+    def request_factory(self, args):
+        """`make(prompt_text) -> Request` with the options of `args`: one request per
+        batch item, built like a cell's (model, settings, structured output)."""
+        from .engine import Request
+
+        model = (args.model or self.model or "").strip()
+        config = self._config(args)
+        schema = None
+        if args.schema or args.json:
+            from .schema import Schema, resolve
+
+            schema = args.schema if isinstance(args.schema, Schema) else (
+                resolve(args.schema, self.shell.user_ns) if args.schema else Schema())
+            config.update(schema.config())
+
+        def make(text: str) -> Request:
+            user = sdk_types().Content(role="user", parts=[sdk_types().Part(text=text)])
+            return Request(model=model, contents=user, config=dict(config), stream=False, schema=schema)
+
+        return make
+
+    def _batch(self, args, template: str):
+        from . import batches as batching
+
+        if args.over not in self.shell.user_ns:
+            raise CellFailed(GeminiError(f"--over: no variable named {args.over!r}.",
+                                         "Name a list, a pandas Series or a DataFrame."))
+        rows = self.shell.user_ns[args.over]
+        if isinstance(rows, (str, bytes)) or not hasattr(rows, "__iter__"):
+            raise CellFailed(GeminiError(f"--over {args.over}: a {type(rows).__name__} is not a list of items.",
+                                         "Name a list, a pandas Series or a DataFrame."))
+        try:
+            requests, like = batching.build_requests(template.strip(), rows, self.shell.user_ns,
+                                                     self.request_factory(args))
+        except GeminiError as error:
+            raise CellFailed(error) from None
+        run = batching.run(requests, self.engine, concurrency=max(1, args.concurrency),
+                           progress=batching.progress_for(self.shell))
+        batching.last_run = run
+        results = batching._shape(run.results, like, args.column)
+        print(batching.summary(run), file=sys.stderr)
+        if args.out:
+            self.shell.user_ns[args.out] = results
+            return None
+        return results
+
+    def _batch_status(self, command: str, rest: list[str]):
+        if len(rest) != 1:
+            raise UsageError("Usage: %gemini batch-status ID  (the id printed when the job was created)")
+        from .batch_api import job_status
+
+        return job_status(self, rest[0])
 
     # -- quota ------------------------------------------------------------------------
 

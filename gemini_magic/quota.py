@@ -227,7 +227,9 @@ class Limiter:
             self.sleep(step)
 
     def _wait(self, model: str, tokens: int) -> Wait | None:
-        now = self.clock()
+        # A slot frees a little after the window: the request's travel time must not
+        # bring it to the server inside the window the server counts.
+        now = self.clock() - self.window * 0.01
         state = self._models.setdefault(model, _ModelWindow())
         for times in (state.requests, self._all):
             while times and now - times[0] >= self.window:
@@ -323,4 +325,5 @@ def usage_table(store: UsageStore, limiter: Limiter | None) -> str:
     lines = ["  ".join(cell.ljust(w) if i in (0, 5) else cell.rjust(w)
                        for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
              for row in rows]
-    return f"Usage on {store.today()} (Pacific time; daily quotas reset at midnight there)\n" + "\n".join(lines)
+    text = "\n".join(line.rstrip() for line in lines)
+    return f"Usage on {store.today()} (Pacific time; daily quotas reset at midnight there)\n" + text
