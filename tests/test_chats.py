@@ -25,14 +25,6 @@ SIGNATURE = "c2lnbmF0dXJl"  # base64 of b"signature"
 # -- helpers ------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _fresh_config(_shell):
-    """`%config` merges into the session shell's config, which outlives the extension."""
-    _shell.config.pop("GeminiMagics", None)
-    yield
-    _shell.config.pop("GeminiMagics", None)
-
-
 def run(ip, source: str, cell_id: str | None = None):
     """Run a cell as a notebook would (events fire); return IPython's ExecutionResult."""
     if cell_id is None:

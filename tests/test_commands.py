@@ -25,14 +25,6 @@ GENERATE = ("generateContent", "streamGenerateContent")
 COMMAND_NAMES = [c.split()[0] for c in COMMANDS]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_config(_shell):
-    """`%config` merges into the session shell's config, which outlives the extension."""
-    _shell.config.pop("GeminiMagics", None)
-    yield
-    _shell.config.pop("GeminiMagics", None)
-
-
 def gemini(ip, line: str) -> None:
     ip.run_line_magic("gemini", line)
 

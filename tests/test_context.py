@@ -19,14 +19,6 @@ GENERATE = ("generateContent", "streamGenerateContent")
 # -- helpers ------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _fresh_config(_shell):
-    """`%config` merges into the session shell's config, which outlives the extension."""
-    _shell.config.pop("GeminiMagics", None)
-    yield
-    _shell.config.pop("GeminiMagics", None)
-
-
 @pytest.fixture
 def no_previous_error(monkeypatch):
     """The session shell is shared: forget any exception an earlier test left in sys."""

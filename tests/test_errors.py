@@ -24,14 +24,6 @@ GENERATE = ("generateContent", "streamGenerateContent")
 # -- helpers ------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _fresh_config(_shell):
-    """`%config` merges into the session shell's config, which outlives the extension."""
-    _shell.config.pop("GeminiMagics", None)
-    yield
-    _shell.config.pop("GeminiMagics", None)
-
-
 def config(ip, statement: str) -> None:
     ip.run_line_magic("config", f"GeminiMagics.{statement}")
 

@@ -24,15 +24,6 @@ USAGE_LINE = "%gemini [-m MODEL]"
 # -- helpers ------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _fresh_config(_shell):
-    """`%config` merges into the session shell's config object, which outlives the
-    extension; start and end each test without GeminiMagics settings."""
-    _shell.config.pop("GeminiMagics", None)
-    yield
-    _shell.config.pop("GeminiMagics", None)
-
-
 def _key(obj, camel: str):
     """obj[camel], or its snake_case spelling (the SDK mixes both), else MISSING."""
     if not isinstance(obj, dict):
