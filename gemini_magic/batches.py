@@ -100,18 +100,24 @@ class BatchRun:
                 if finished:
                     self._report()
         except KeyboardInterrupt:
-            # Keep what finished; what is in flight ends on its own, what waits is dropped.
+            # Keep what finished: what waits is dropped, what is in flight may finish
+            # (its answer is kept, so a resume does not ask again); a second Ctrl-C
+            # stops waiting for it.
             self.interrupted = True
             for future in futures:
                 future.cancel()
+            try:
+                wait([f for f in futures if not f.cancelled()])
+            except KeyboardInterrupt:
+                pass
         finally:
-            pool.shutdown(wait=not self.interrupted, cancel_futures=True)
+            pool.shutdown(wait=False, cancel_futures=True)
         self._report()
         return self
 
     def _one(self, index: int) -> None:
         if self.interrupted:
-            return
+            return  # dropped: it had not started when the batch was interrupted
         request = self.requests[index]
         answer = self.engine.send(request).wait()
         if answer.error is not None:
@@ -170,6 +176,9 @@ def build_requests(template: str, rows, namespace: dict, make_request) -> tuple[
     from .context import summarize
     from .prompt import interpolate
 
+    if isinstance(rows, (str, bytes)) or not hasattr(rows, "__iter__"):
+        raise GeminiError(f"A batch runs over a list, a pandas Series or a DataFrame, not a {type(rows).__name__}.",
+                          "Put the items in a list.")
     items, like = _items(rows)
     requests = []
     for fields in items:

@@ -113,6 +113,7 @@ class Connection:
     limiter: Any = None
     usage: Any = None
     _client: Any = field(default=None, repr=False)
+    _lock: Any = field(default_factory=threading.RLock, repr=False)
     _built_for: tuple | None = field(default=None, repr=False)
 
     def api_key(self) -> str | None:
@@ -143,6 +144,12 @@ class Connection:
         return find_api_key() is not None
 
     def client(self) -> genai.Client:
+        # Batches ask from several threads at once: one builds the client, the others
+        # wait for it, so there is still one client (and one connection pool).
+        with self._lock:
+            return self._client_locked()
+
+    def _client_locked(self) -> genai.Client:
         from .errors import NoApiKey
 
         key = self.api_key()

@@ -100,11 +100,23 @@ class UsageStore:
         self._lock = threading.Lock()
 
     def _read(self) -> dict:
+        """The saved counts; anything not shaped {day: {model: {counter: int}}} (a
+        hand-edited or damaged file) is dropped rather than breaking a cell."""
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            return data if isinstance(data, dict) else {}
         except (OSError, ValueError):
             return {}
+        if not isinstance(data, dict):
+            return {}
+        clean: dict = {}
+        for day, models in data.items():
+            if not isinstance(models, dict):
+                continue
+            for model, counts in models.items():
+                if isinstance(counts, dict):
+                    clean.setdefault(day, {})[model] = {
+                        c: counts[c] for c in COUNTERS if isinstance(counts.get(c), int)}
+        return clean
 
     def add(self, model: str, usage: dict, requests: int = 1) -> None:
         counts = {"requests": requests, **{k: int(usage.get(k) or 0) for k in COUNTERS[1:]}}
@@ -115,21 +127,22 @@ class UsageStore:
         self.save()
 
     def save(self) -> None:
-        from .files import write_atomic
+        from .files import locked, write_atomic
 
         with self._lock:
             if not self._pending:
                 return
-            data = self._read()
-            for day, models in self._pending.items():
-                for model, counts in models.items():
-                    stored = data.setdefault(day, {}).setdefault(model, dict.fromkeys(COUNTERS, 0))
-                    for name, value in counts.items():
-                        stored[name] = stored.get(name, 0) + value
-            for day in sorted(data)[: -self.KEEP_DAYS]:
-                del data[day]
             try:
-                write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+                with locked(self.path):  # read, add and write as one step across kernels
+                    data = self._read()
+                    for day, models in self._pending.items():
+                        for model, counts in models.items():
+                            stored = data.setdefault(day, {}).setdefault(model, dict.fromkeys(COUNTERS, 0))
+                            for name, value in counts.items():
+                                stored[name] = stored.get(name, 0) + value
+                    for day in sorted(data)[: -self.KEEP_DAYS]:
+                        del data[day]
+                    write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
                 self._pending.clear()
             except OSError:
                 pass  # a read-only home must not break a cell: counts stay pending
@@ -156,10 +169,20 @@ class Wait:
     reason: str
 
 
+class Slot:
+    """A request's place in the windows: reserved when it may go, and moved to when
+    the server answered (`confirm`), since the server counts it on arrival."""
+
+    __slots__ = ("time", "tokens")
+
+    def __init__(self, time: float, tokens: int):
+        self.time = time
+        self.tokens = tokens
+
+
 @dataclass
 class _ModelWindow:
-    requests: deque = field(default_factory=deque)  # monotonic times
-    tokens: deque = field(default_factory=deque)  # (time, tokens)
+    requests: deque = field(default_factory=deque)  # Slots, oldest first
     blocked_until: float = 0.0  # after a 429, the server's delay
     learned_rpm: int | None = None  # a 429's quota value, when lower than the table's
 
@@ -202,23 +225,22 @@ class Limiter:
     def active(self) -> bool:
         return self.tier != "off"
 
-    def acquire(self, model: str, tokens: int = 0) -> None:
-        """Wait until `model` may be asked again; raises DailyQuotaReached when a
-        daily quota is used up (before sending, not after a 429)."""
+    def acquire(self, model: str, tokens: int = 0) -> Slot | None:
+        """Wait until `model` may be asked again and reserve the slot; raises
+        DailyQuotaReached when a daily quota is used up (before sending, not after a
+        429)."""
         if not self.active:
-            return
+            return None
         model = model.removeprefix("models/")
         self._check_daily(model)
         while True:
             with self._lock:
                 wait = self._wait(model, tokens)
                 if wait is None:
-                    now = self.clock()
-                    state = self._models.setdefault(model, _ModelWindow())
-                    state.requests.append(now)
-                    state.tokens.append((now, tokens))
-                    self._all.append(now)
-                    return
+                    slot = Slot(self.clock(), tokens)
+                    self._models.setdefault(model, _ModelWindow()).requests.append(slot)
+                    self._all.append(slot)
+                    return slot
             callback = getattr(self.listener, "callback", None)
             if callback is not None:
                 callback(wait)
@@ -226,30 +248,38 @@ class Limiter:
             self.waited += step
             self.sleep(step)
 
+    def confirm(self, slot: Slot | None) -> None:
+        """The server has answered: it counted the request by now, so its window
+        runs from here (the time it took to get there is not free quota)."""
+        if slot is not None:
+            with self._lock:
+                slot.time = self.clock()
+
     def _wait(self, model: str, tokens: int) -> Wait | None:
-        # A slot frees a little after the window: the request's travel time must not
-        # bring it to the server inside the window the server counts.
+        # A slot frees a little after the window too: clocks and travel differ a bit.
         now = self.clock() - self.window * 0.01
         state = self._models.setdefault(model, _ModelWindow())
-        for times in (state.requests, self._all):
-            while times and now - times[0] >= self.window:
-                times.popleft()
-        while state.tokens and now - state.tokens[0][0] >= self.window:
-            state.tokens.popleft()
+        for slots in (state.requests, self._all):
+            # Confirmation can move a slot later than the ones after it: drop by time.
+            kept = [slot for slot in slots if now - slot.time < self.window]
+            if len(kept) != len(slots):
+                slots.clear()
+                slots.extend(sorted(kept, key=lambda slot: slot.time))
         limit = self.limit(model)
         waits = []
         if state.blocked_until > now:
             waits.append(Wait(state.blocked_until - now, f"Gemini asked to wait (429) on {model}"))
         if limit.rpm and len(state.requests) >= limit.rpm:
-            waits.append(Wait(state.requests[-limit.rpm] + self.window - now,
-                              f"rate limit: {limit.rpm} requests a minute on {model}"))
+            oldest = sorted(slot.time for slot in state.requests)[-limit.rpm]
+            waits.append(Wait(oldest + self.window - now, f"rate limit: {limit.rpm} requests a minute on {model}"))
         if self.shared_rpm and len(self._all) >= self.shared_rpm:
-            waits.append(Wait(self._all[-self.shared_rpm] + self.window - now,
+            oldest = sorted(slot.time for slot in self._all)[-self.shared_rpm]
+            waits.append(Wait(oldest + self.window - now,
                               f"rate limit: {self.shared_rpm} requests a minute across models"))
-        if limit.tpm and state.tokens:
-            used = sum(t for _, t in state.tokens)
+        if limit.tpm and state.requests:
+            used = sum(slot.tokens for slot in state.requests)
             if used + tokens > limit.tpm and used > 0:
-                waits.append(Wait(state.tokens[0][0] + self.window - now,
+                waits.append(Wait(min(slot.time for slot in state.requests) + self.window - now,
                                   f"rate limit: {limit.tpm:,} tokens a minute on {model}"))
         if not waits:
             return None

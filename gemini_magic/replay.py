@@ -306,12 +306,16 @@ class RecordingTransport(httpx2.BaseTransport):
 
     def _live(self, request: httpx2.Request) -> httpx2.Response:
         generate = _GENERATE.search(request.url.path)
+        slot = None
         if generate and self.limiter is not None:
             # Only what really goes out waits for a slot: a replayed answer costs no quota.
-            self.limiter.acquire(generate.group(1), tokens=len(request.content or b"") // 4)
+            slot = self.limiter.acquire(generate.group(1), tokens=len(request.content or b"") // 4)
         if self._inner is None:
             self._inner = httpx2.HTTPTransport()
-        return self._inner.handle_request(request)
+        response = self._inner.handle_request(request)
+        if slot is not None:
+            self.limiter.confirm(slot)  # headers are back: the server has counted it
+        return response
 
     def close(self) -> None:
         # The SDK closes its client (and so this transport) when the client is
