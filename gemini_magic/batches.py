@@ -40,6 +40,7 @@ class ItemError:
 # Finished items of this session, by request: an interrupted batch resumes where it
 # stopped, and a re-run cell only sends what is missing.
 _finished: dict[str, Any] = {}
+_in_flight: dict[str, threading.Event] = {}  # requests still out, set when they end
 _finished_lock = threading.Lock()
 last_run: BatchRun | None = None
 
@@ -100,16 +101,12 @@ class BatchRun:
                 if finished:
                     self._report()
         except KeyboardInterrupt:
-            # Keep what finished: what waits is dropped, what is in flight may finish
-            # (its answer is kept, so a resume does not ask again); a second Ctrl-C
-            # stops waiting for it.
+            # Keep what finished and return at once: what waits is dropped; what is in
+            # flight finishes in its thread and its answer is kept for a resume, which
+            # waits for it rather than asking again.
             self.interrupted = True
             for future in futures:
                 future.cancel()
-            try:
-                wait([f for f in futures if not f.cancelled()])
-            except KeyboardInterrupt:
-                pass
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         self._report()
@@ -119,14 +116,33 @@ class BatchRun:
         if self.interrupted:
             return  # dropped: it had not started when the batch was interrupted
         request = self.requests[index]
-        answer = self.engine.send(request).wait()
-        if answer.error is not None:
-            self.results[index] = ItemError(answer.error.message, answer.error.kind)
-            return
-        value = answer.parsed if answer.parsed is not None else answer.text
-        self.results[index] = value
+        identity = _identity(request)
         with _finished_lock:
-            _finished[_identity(request)] = value
+            running = _in_flight.get(identity)
+            if running is None:
+                _in_flight[identity] = threading.Event()
+        if running is not None:
+            # The same request is still out from an interrupted run: wait for it.
+            running.wait()
+            if identity in _finished:
+                self.results[index] = _finished[identity]
+                return
+            with _finished_lock:
+                _in_flight.setdefault(identity, threading.Event())
+        try:
+            answer = self.engine.send(request).wait()
+            if answer.error is not None:
+                self.results[index] = ItemError(answer.error.message, answer.error.kind)
+                return
+            value = answer.parsed if answer.parsed is not None else answer.text
+            self.results[index] = value
+            with _finished_lock:
+                _finished[identity] = value
+        finally:
+            with _finished_lock:
+                done = _in_flight.pop(identity, None)
+            if done is not None:
+                done.set()
 
     def _report(self) -> None:
         if self.progress is not None:
