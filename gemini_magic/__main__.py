@@ -36,7 +36,9 @@ def run(paths: list[Path], mode: str, inplace: bool, timeout: int) -> int:
         started = time.perf_counter()
         nb = nbformat.read(path, as_version=4)
         # No per-cell timestamps: a refreshed notebook then differs only where answers do.
+        # No widget state either: it holds random model ids that change on every run.
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                                store_widget_state=False,
                                 resources={"metadata": {"path": str(path.parent.resolve())}})
         try:
             client.execute(env=env)

@@ -86,7 +86,7 @@ class NotebookRenderer:
         """A countdown while a request waits for a rate-limit slot (the placeholder
         is emptied at the end, like every live view)."""
         self._show({"text/plain": f"Waiting {wait.seconds:.0f} s: {wait.reason}.",
-                    "text/html": f"<div><em>⏳ Waiting {wait.seconds:.0f} s: {html.escape(wait.reason)}.</em></div>"})
+                    "text/html": f"<div><em>Waiting {wait.seconds:.0f} s: {html.escape(wait.reason)}.</em></div>"})
 
     def finish(self, answer) -> None:
         from IPython.display import display

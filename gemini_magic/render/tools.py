@@ -14,7 +14,7 @@ from urllib.parse import quote_plus
 from .markdown import code_block
 
 _STATUS = {
-    "pending": ("…", "waiting"), "running": ("⏳", "running"), "ok": ("✓", "done"),
+    "pending": ("…", "waiting"), "running": ("…", "running"), "ok": ("✓", "done"),
     "error": ("✗", "raised an error"), "refused": ("⊘", "not run"), "unknown": ("⊘", "unknown function"),
     "skipped": ("⊘", "skipped: step limit"),
 }

@@ -1,0 +1,163 @@
+"""Processes and page helpers for the JupyterLab end-to-end test.
+
+Facts from /work/shared/browser-testing.md: JupyterLab needs --allow-root as root; fresh
+config/data/runtime/settings folders keep earlier workspaces away; the toolbar says
+"idle" before a kernel exists, so readiness is read from /api/sessions; a stray
+"Select Kernel" dialog is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+def missing_requirements() -> str | None:
+    """Why the browser test cannot run here, or None."""
+    if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
+        return f"{CHROMIUM} is not installed (apt-get install -y chromium)"
+    for module, package in (("playwright.sync_api", "playwright"), ("jupyterlab", "jupyterlab"),
+                            ("ipywidgets", "ipywidgets")):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"{package} is not installed (pip install {package})"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop(process: subprocess.Popen | None, timeout: float = 10) -> None:
+    """End a process this test started, and its children (its own session)."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+
+
+def start_fake_gemini(script: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """`python -m tests.fake_gemini --port 0 --script FILE`; returns (process, URL)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_gemini", "--port", "0", "--script", str(script)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=log.open("wb"), text=True, start_new_session=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: lines.put(process.stdout.readline()), daemon=True).start()
+    try:
+        line = lines.get(timeout=30)
+    except queue.Empty:
+        stop(process)
+        raise RuntimeError("the fake Gemini server printed no URL in 30 s") from None
+    if not line.startswith("URL="):
+        stop(process)
+        raise RuntimeError(f"the fake Gemini server did not start: {line!r}; see {log}")
+    return process, line.strip().removeprefix("URL=")
+
+
+class Lab:
+    """A JupyterLab server on 127.0.0.1 with its own settings, serving `root`."""
+
+    def __init__(self, root: Path, home: Path, env: dict, log: Path):
+        self.root, self.home, self.log = root, home, log
+        self.port = free_port()
+        self.token = "e2e-" + os.urandom(8).hex()
+        self.env = dict(env)
+        for name, folder in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
+                             ("JUPYTER_RUNTIME_DIR", "runtime"), ("JUPYTERLAB_SETTINGS_DIR", "settings"),
+                             ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"), ("IPYTHONDIR", "ipython")):
+            (home / folder).mkdir(parents=True, exist_ok=True)
+            self.env[name] = str(home / folder)
+        news = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+        news.parent.mkdir(parents=True, exist_ok=True)
+        news.write_text(json.dumps({"fetchNews": "false"}))
+        # The kernel imports gemini_magic from this checkout.
+        self.env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), self.env.get("PYTHONPATH")) if p)
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> Lab:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
+             f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}", "--allow-root",
+             "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+            cwd=self.root, env=self.env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
+            start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"JupyterLab exited ({self.process.returncode}); see {self.log}")
+            try:
+                self.api("/api/status")
+                return self
+            except OSError:
+                time.sleep(0.25)
+        raise RuntimeError(f"JupyterLab did not answer in {timeout} s; see {self.log}")
+
+    def api(self, path: str):
+        request = urllib.request.Request(f"{self.url}{path}", headers={"Authorization": f"token {self.token}"})
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
+        with opener.open(request, timeout=5) as response:
+            return json.loads(response.read() or b"null")
+
+    def kernel_ready(self, notebook: str) -> bool:
+        """The notebook's kernel exists, is idle and has a connection (the page's)."""
+        try:
+            sessions = self.api("/api/sessions")
+        except OSError:
+            return False
+        for session in sessions:
+            kernel = session.get("kernel") or {}
+            if session.get("path", "").endswith(notebook) and kernel.get("execution_state") == "idle" \
+                    and kernel.get("connections", 0) >= 1:
+                return True
+        return False
+
+    def stop(self) -> None:
+        stop(self.process, timeout=15)
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def write_notebook(path: Path, cells: list[str]) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nbformat.write(nb, path)

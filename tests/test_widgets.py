@@ -1,0 +1,704 @@
+"""The settings panel and the chat widget.
+
+In-process tests drive the widgets without a frontend (ipywidgets work without one:
+their comm is a dummy); tests where threads and comm messages matter run in a real
+kernel (`kern`). Every request goes to the fake Gemini server, whose log is checked.
+Waits are bounded waits for events, never timing assertions.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import queue
+import time
+
+import pytest
+from PIL import Image
+
+import gemini_magic
+from gemini_magic.history import Conversation
+from gemini_magic.widgets.models import newest_first
+from tests.fake_gemini import Error, Reply
+
+HOSTILE = '<img src=x onerror=alert(1)>'
+SCRIPT = "<script>alert(2)</script>"
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _fresh_config(_shell):
+    """`%config` merges into the session shell's config, which outlives the extension."""
+    _shell.config.pop("GeminiMagics", None)
+    yield
+    _shell.config.pop("GeminiMagics", None)
+
+
+@pytest.fixture
+def registry():
+    """The @gemini_magic.tool registry, restored afterwards (the panel edits it)."""
+    from gemini_magic.tools import _default_tools
+
+    saved = dict(_default_tools)
+    yield _default_tools
+    _default_tools.clear()
+    _default_tools.update(saved)
+
+
+@pytest.fixture
+def magics(ip):
+    return gemini_magic._magics
+
+
+@pytest.fixture
+def make(magics):
+    """Make widgets, closed at the end (a chat widget listens to the shell's events)."""
+    made = []
+
+    def factory(kind: str = "chat", *args, **kwargs):
+        from gemini_magic import widgets
+
+        widget = widgets.settings_panel(magics) if kind == "settings" else widgets.chat_widget(magics, *args,
+                                                                                                **kwargs)
+        made.append(widget)
+        return widget
+
+    yield factory
+    for widget in made:
+        widget.close()
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def ok(ip, source: str):
+    result = ip.run_cell(source)
+    assert result.error_in_exec is None, result.error_in_exec
+    assert result.error_before_exec is None, result.error_before_exec
+    return result
+
+
+def generate_requests(server) -> list:
+    return [r for r in server.requests if r.action in ("generateContent", "streamGenerateContent")]
+
+
+def texts(request) -> list[tuple[str, str]]:
+    """(role, text) of each content of a request."""
+    out = []
+    for content in request.body["contents"]:
+        text = "".join(p.get("text", "") for p in content.get("parts", []))
+        out.append((content.get("role"), text))
+    return out
+
+
+def all_strings(widget) -> list[str]:
+    """Every string a widget (and its children) sends to the frontend."""
+    import ipywidgets
+
+    found, stack, seen = [], [widget], set()
+    while stack:
+        w = stack.pop()
+        if id(w) in seen:
+            continue
+        seen.add(id(w))
+        for name in w.keys:
+            value = getattr(w, name, None)
+            values = value if isinstance(value, (tuple, list)) else [value]
+            for item in values:
+                if isinstance(item, str):
+                    found.append(item)
+                elif isinstance(item, ipywidgets.Widget):
+                    stack.append(item)
+    return found
+
+
+def png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 24), (200, 30, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+
+
+def upload(name: str, data: bytes, mime: str) -> dict:
+    from datetime import UTC, datetime
+
+    return {"name": name, "type": mime, "size": len(data), "content": memoryview(data),
+            "last_modified": datetime(2025, 1, 1, tzinfo=UTC)}
+
+
+# -- the model list -----------------------------------------------------------------
+
+
+def test_newest_first_rule():
+    ids = ["gemini-2.0-flash", "gemma-3-27b-it", "gemini-2.5-flash", "gemini-2.5-pro", "gemini-exp-1206",
+           "gemini-flash-latest", "gemini-3.1-pro-preview", "gemini-3-flash-preview", "learnlm-2.0-flash"]
+    assert newest_first(ids) == [
+        "gemini-flash-latest",  # an alias of the newest
+        "gemini-3.1-pro-preview", "gemini-3-flash-preview",
+        "gemini-2.5-flash", "gemini-2.5-pro",  # same number: the API's order
+        "gemini-2.0-flash",
+        "gemini-exp-1206",  # no version number: oldest of its family
+        "gemma-3-27b-it", "learnlm-2.0-flash",  # other families after Gemini
+    ]
+
+
+def test_panel_offers_generate_capable_models_newest_first(make, server):
+    panel = make("settings")
+    # The fake server lists 2.5 Flash, Flash-Lite, Pro, 3 Flash Preview, Gemma 3 and an
+    # embedding model, in that order.
+    assert panel.model.options == ("gemini-3-flash-preview", "gemini-2.5-flash", "gemini-2.5-flash-lite",
+                                   "gemini-2.5-pro", "gemma-3-27b-it")
+    assert "gemini-embedding-001" not in panel.model.options
+    assert panel.model.value == "gemini-2.5-flash"
+    assert panel.reason.value == "" and panel.reason.layout.display == "none"
+    assert any(r.action == "list" for r in server.requests)
+
+
+def test_panel_keeps_a_configured_model_the_list_lacks(ip, make):
+    ok(ip, "%config GeminiMagics.model = 'models/gemini-tuned-42'")
+    panel = make("settings")
+    assert panel.model.options[0] == "gemini-tuned-42" and panel.model.value == "gemini-tuned-42"
+
+
+def test_panel_without_a_model_list_offers_the_default_with_a_reason(make, server):
+    server.valid_keys = {"another-key"}  # models.list answers 400 API_KEY_INVALID
+    panel = make("settings")
+    assert panel.model.options == ("gemini-2.5-flash",)
+    assert panel.model.value == "gemini-2.5-flash"
+    assert "Model list unavailable" in panel.reason.value and "key" in panel.reason.value.lower()
+    assert "\n" not in panel.reason.value and panel.reason.layout.display is None
+    assert "Model list unavailable" in panel.choices.reason
+
+
+# -- two-way binding ----------------------------------------------------------------
+
+
+def test_panel_changes_reach_the_next_cell(ip, make, magics, server):
+    panel = make("settings")
+    panel.model.value = "gemini-2.5-pro"
+    panel.temperature.enabled.value = True
+    panel.temperature.editor.value = 0.4
+    panel.top_p.enabled.value = True
+    panel.top_p.editor.value = 0.8
+    panel.max_tokens.enabled.value = True
+    panel.max_tokens.editor.value = 300
+    panel.system.value = "Answer like a pirate."
+    assert (magics.model, magics.temperature, magics.top_p, magics.max_tokens, magics.system) == (
+        "gemini-2.5-pro", 0.4, 0.8, 300, "Answer like a pirate.")
+    ok(ip, "%%gemini\nhello")
+    sent = server.last
+    assert sent.model == "gemini-2.5-pro"
+    config = sent.body["generationConfig"]
+    assert config["temperature"] == 0.4 and config["topP"] == 0.8 and config["maxOutputTokens"] == 300
+    assert sent.system_texts() == ["Answer like a pirate."]
+    # Unticking (or emptying the system box) unsets: None, the model's default.
+    panel.temperature.enabled.value = False
+    panel.system.value = ""
+    assert magics.temperature is None and magics.system is None
+    ok(ip, "%%gemini\nagain")
+    assert "temperature" not in server.last.body["generationConfig"]
+    assert server.last.system_texts() == []
+
+
+def test_config_changes_show_in_the_panel(ip, make):
+    panel = make("settings")
+    ok(ip, "%config GeminiMagics.model = 'gemini-2.5-flash-lite'")
+    assert panel.model.value == "gemini-2.5-flash-lite"
+    ok(ip, "%config GeminiMagics.model = 'gemini-9-experimental'")  # not in the list: added
+    assert panel.model.value == "gemini-9-experimental" and panel.model.options[0] == "gemini-9-experimental"
+    ok(ip, "%config GeminiMagics.temperature = 0.3")
+    assert panel.temperature.value == 0.3 and panel.temperature.enabled.value
+    assert panel.temperature.editor.value == 0.3 and not panel.temperature.editor.disabled
+    ok(ip, "%config GeminiMagics.temperature = None")
+    assert panel.temperature.value is None and not panel.temperature.enabled.value
+    assert panel.temperature.editor.disabled
+    ok(ip, "%config GeminiMagics.max_tokens = 512")
+    assert panel.max_tokens.editor.value == 512 and panel.max_tokens.enabled.value
+    ok(ip, "%config GeminiMagics.system = 'Be brief.'")
+    assert panel.system.value == "Be brief."
+    ok(ip, "%config GeminiMagics.system = None")
+    assert panel.system.value == ""
+    assert repr(panel) == ("SettingsPanel(model='gemini-9-experimental', temperature=None, top_p=None, "
+                           "max_tokens=512, tools=())")
+
+
+def test_a_closed_panel_is_unbound(ip, make, magics):
+    panel = make("settings")
+    panel.close()
+    ok(ip, "%config GeminiMagics.model = 'gemini-2.5-pro'")
+    ok(ip, "%config GeminiMagics.temperature = 0.9")
+    assert panel.temperature.value is None
+    assert magics.model == "gemini-2.5-pro"
+
+
+def test_default_tools_are_the_tool_registry(ip, make, server, registry):
+    ok(ip, 'def shout(text: str) -> str:\n    """Upper-case a text."""\n    return text.upper()\n')
+    ok(ip, "import json as _json\nfrom os.path import join")  # imported functions are not offered
+    panel = make("settings")
+    assert "shout" in panel.tool_select.options and "join" not in panel.tool_select.options
+    assert panel.tools == ()
+    panel.tool_select.value = ("shout",)
+    assert panel.tools == ("shout",) and registry["shout"] is ip.user_ns["shout"]
+    ok(ip, "%%gemini\nhi")
+    declared = [d["name"] for t in server.last.body.get("tools", []) for d in t.get("functionDeclarations", [])]
+    assert declared == ["shout"]
+    panel.tool_select.value = ()
+    assert "shout" not in registry
+    ok(ip, "%%gemini\nhi again")
+    assert "tools" not in server.last.body
+
+
+def test_panel_refresh_finds_new_functions_and_rebinds_redefined_ones(ip, make, registry):
+    panel = make("settings")
+    assert "later" not in panel.tool_select.options
+    ok(ip, "def later(x: int) -> int:\n    return x\n")
+    panel.refresh()
+    panel.tool_select.value = ("later",)
+    ok(ip, "def later(x: int) -> int:\n    return x + 1\n")
+    panel.refresh()
+    assert registry["later"] is ip.user_ns["later"] and panel.tools == ("later",)
+
+
+# -- the chat widget: conversation ----------------------------------------------------
+
+
+def test_chat_sends_with_the_named_conversations_history(ip, make, server):
+    ok(ip, "%%gemini -c trip\nPlan a day in Kyoto.")
+    chat = make("chat", "trip")
+    assert [m.role for m in chat.messages] == ["user", "model"]  # the cell's turn shows
+    assert chat.messages[0].text == "Plan a day in Kyoto."
+    server.queue(Reply(text="Take the bus to Arashiyama."))
+    assert chat.send("How do I get there?")
+    assert chat.wait(10)
+    assert texts(server.last) == [("user", "Plan a day in Kyoto."), ("model", "Echo: Plan a day in Kyoto."),
+                                  ("user", "How do I get there?")]
+    conversation = gemini_magic.conversation("trip")
+    assert [t.key for t in conversation.turns][1] == "widget:1"
+    assert conversation.messages()[-1]["text"] == "Take the bus to Arashiyama."
+
+    # ... and a cell continues the widget's conversation, which then shows it.
+    ok(ip, "%%gemini -c trip\nAnd back?")
+    assert texts(server.last)[-2:] == [("model", "Take the bus to Arashiyama."), ("user", "And back?")]
+    assert len(server.last.body["contents"]) == 5
+    assert [m.text for m in chat.messages][-2:] == ["And back?", "Echo: And back?"]
+
+
+def test_widget_keys_never_replace_a_loaded_turn(ip, make, server):
+    from gemini_magic.client import types
+
+    conversation = gemini_magic.conversation("loaded")
+    Content = types().Content
+    conversation.commit("widget:1", Content(role="user", parts=[{"text": "old question"}]),
+                        Content(role="model", parts=[{"text": "old answer"}]))
+    chat = make("chat", "loaded")
+    chat.send("new question")
+    chat.wait(10)
+    assert [t.key for t in conversation.turns] == ["widget:1", "widget:2"]
+    assert texts(server.last)[0] == ("user", "old question")
+
+
+def test_closing_and_reopening_shows_the_same_messages(make, server):
+    first = make("chat", "again")
+    first.send("one")
+    first.wait(10)
+    first.send("two")
+    first.wait(10)
+    shown = [(m.role, m.text) for m in first.messages]
+    first.close()
+    second = make("chat", "again")
+    assert [(m.role, m.text) for m in second.messages] == shown == [
+        ("user", "one"), ("model", "Echo: one"), ("user", "two"), ("model", "Echo: two")]
+
+
+def test_new_chat_resets_the_conversation(make, server):
+    chat = make("chat", "fresh")
+    chat.send("remember 7")
+    chat.wait(10)
+    chat.new_chat()
+    assert len(gemini_magic.conversation("fresh")) == 0 and chat.messages == []
+    chat.send("what number?")
+    chat.wait(10)
+    assert texts(server.last) == [("user", "what number?")]
+
+
+# -- the chat widget: streaming and Stop ----------------------------------------------
+
+
+def test_answers_stream_into_the_message_in_pieces(make, server):
+    chat = make("chat", "stream")
+    chunks = ["First part. ", "Second part. ", "Third part. ", "Last part."]
+    server.queue(Reply(chunks=chunks, delay=0.3))
+    seen = []
+    chat.send("tell me")
+    chat.messages[-1].widget.observe(lambda change: seen.append(change.new), "value")
+    assert chat.busy and chat.send_button.disabled and not chat.stop_button.disabled
+    assert chat.wait(20)
+    partial = [v for v in seen if "First part." in v and "Last part." not in v]
+    assert len({v for v in partial}) >= 2  # the text grew while it streamed
+    assert "Last part." in chat.messages[-1].html and not chat.busy
+    assert chat.stop_button.disabled and not chat.send_button.disabled
+
+
+def test_stop_keeps_the_partial_answer_and_leaves_the_conversation(ip, make, server):
+    ok(ip, "%%gemini -c story\nStart a story.")
+    chat = make("chat", "story")
+    before = list(gemini_magic.conversation("story").turns)
+    server.queue(Reply(chunks=[f"part{i} " for i in range(30)], delay=0.25))
+    chat.send("Go on, at length.")
+    run = chat._run
+    wait_for(lambda: "part1 " in chat.messages[-1].html, what="the first chunks")
+    chat.stop()
+    stopped = chat.messages[-1].html
+    assert "part0" in stopped and "part29" not in stopped and "Stopped" in stopped
+    assert not chat.busy and chat.stop_button.disabled
+    run.thread.join(10)  # the request thread ends; nothing more is shown
+    assert not run.thread.is_alive()
+    assert chat.messages[-1].html == stopped
+    assert list(gemini_magic.conversation("story").turns) == before
+    # The next message builds on the conversation without the stopped answer.
+    chat.send("Something else.")
+    chat.wait(10)
+    assert [t for _, t in texts(server.last)] == ["Start a story.", "Echo: Start a story.", "Something else."]
+
+
+def test_a_second_send_while_answering_is_refused(make, server):
+    chat = make("chat", "busy")
+    server.queue(Reply(chunks=["a ", "b ", "c"], delay=0.3))
+    assert chat.send("first")
+    assert not chat.send("second")
+    assert "still answering" in chat.status.value
+    chat.wait(10)
+    assert len(generate_requests(server)) == 1
+
+
+def test_a_failed_answer_shows_the_error_and_changes_nothing(make, server):
+    chat = make("chat", "broken")
+    server.queue(Error.invalid_key())
+    chat.send("hello")
+    chat.wait(10)
+    assert "API key" in chat.messages[-1].html and "gm-error" in chat.messages[-1].html
+    assert len(gemini_magic.conversation("broken")) == 0 and not chat.busy
+
+
+def test_usage_is_shown_per_answer(make, server):
+    chat = make("chat", "usage")
+    server.queue(Reply(text="three words here", usage={"promptTokenCount": 11, "candidatesTokenCount": 3,
+                                                        "totalTokenCount": 14}))
+    chat.send("count")
+    chat.wait(10)
+    assert "11 in, 3 out tokens" in chat.messages[-1].html
+    reopened = make("chat", "usage")
+    assert "11 in, 3 out tokens" in reopened.messages[-1].html
+
+
+# -- input ----------------------------------------------------------------------------
+
+
+def test_enter_in_the_input_box_sends(make, server):
+    chat = make("chat", "enter")
+    chat.input.value = "sent by Enter"
+    # What the Text view sends on Enter, after syncing the value.
+    chat.input._handle_custom_msg({"event": "submit"}, [])
+    chat.wait(10)
+    assert server.last.last_user_text() == "sent by Enter"
+    assert chat.input.value == ""
+    chat.input.value = "a draft"
+    chat.send("sent from code")  # leaves what is typed alone
+    chat.wait(10)
+    assert chat.input.value == "a draft" and server.last.last_user_text() == "sent from code"
+
+
+def test_multi_line_mode_keeps_lines_and_sends_with_the_button(make, server):
+    chat = make("chat", "lines")
+    chat.input.value = "first line"
+    chat.multiline.value = True
+    assert chat.area in chat.input_row.children and chat.input not in chat.input_row.children
+    assert chat.area.value == "first line"
+    chat.area.value = "first line\nsecond line"
+    chat.send_button.click()
+    chat.wait(10)
+    assert server.last.last_user_text() == "first line\nsecond line"
+    chat.multiline.value = False
+    assert chat.input in chat.input_row.children
+
+
+def test_attachments_are_sent_as_parts(make, server):
+    chat = make("chat", "files")
+    image = png_bytes()
+    chat.upload.value = (upload("chart.png", image, "image/png"), upload("report.pdf", PDF, "application/pdf"))
+    assert "chart.png" in chat.attached.value
+    chat.send("What is in these?")
+    chat.wait(10)
+    media = server.last.media()
+    assert [m for m, _ in media] == ["image/png", "application/pdf"]
+    assert media[0][1] == image and media[1][1] == PDF
+    assert server.last.last_user_text() == "What is in these?"
+    assert chat.upload.value == () and chat.attached.value == ""
+    assert "chart.png" in chat.messages[-2].html
+
+
+def test_an_unsupported_attachment_is_refused_with_a_message(make, server):
+    chat = make("chat", "badfile")
+    chat.upload.value = (upload("tool.exe", b"MZ\x90\x00\x03" + bytes(range(200)), "application/octet-stream"),)
+    assert not chat.send("look")
+    assert "gm-error" in chat.status.value
+    assert generate_requests(server) == []
+
+
+# -- export ---------------------------------------------------------------------------
+
+
+def test_export_json_round_trips_and_markdown_is_safe(make, server, tmp_path):
+    chat = make("chat", "export")
+    server.queue(Reply(text=f"Use `<b>` for bold, not {HOSTILE}."))
+    chat.send("How do I make text bold?")
+    chat.wait(10)
+    data = chat.export_json(tmp_path / "c.json")
+    assert data == gemini_magic.conversation("export").to_json()
+    loaded = Conversation.load(tmp_path / "c.json")
+    assert loaded.messages() == gemini_magic.conversation("export").messages()
+    assert Conversation.from_json(json.loads(json.dumps(data))).messages() == loaded.messages()
+    markdown = chat.to_markdown()
+    assert "### You\n\nHow do I make text bold?" in markdown
+    assert "`<b>`" in markdown  # code stays as written
+    assert "&lt;img src=x onerror=alert(1)>" in markdown and HOSTILE not in markdown
+    json_path, md_path = chat.export(tmp_path)
+    assert json_path.name == "export.chat.json" and md_path.read_text() == markdown
+    assert Conversation.load(json_path).messages() == loaded.messages()
+
+
+# -- untrusted output -----------------------------------------------------------------
+
+
+def test_hostile_answers_never_reach_a_widget_unescaped(ip, make, server, registry):
+    ok(ip, "def lookup(query: str) -> str:\n    return query\n")
+    chat = make("chat", "hostile", tools=["lookup"])
+    server.queue(
+        Reply(parts=[{"text": f"Look: {HOSTILE} "}, {"functionCall": {"name": "lookup", "args": {"query": HOSTILE}}}]),
+        Reply(chunks=[f"{SCRIPT} and ", f"{HOSTILE} done", " [x](javascript:alert(3))"], delay=0.05),
+    )
+    chat.send(f"my own {HOSTILE}")
+    chat.wait(10)
+    strings = all_strings(chat)
+    assert any("&lt;img src=x onerror=alert(1)&gt;" in s for s in strings)  # shown, as text
+    for s in strings:
+        assert "<img src=x" not in s and "<script>" not in s and 'href="javascript' not in s
+    chat.refresh()  # the view rebuilt from the conversation is as safe
+    for s in all_strings(chat):
+        assert "<img src=x" not in s and "<script>" not in s and 'href="javascript' not in s
+
+
+# -- tools and approval ---------------------------------------------------------------
+
+
+CALCULATOR = '''
+calls = []
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    calls.append((a, b))
+    return a + b
+'''
+
+
+@pytest.mark.parametrize("allow", [True, False])
+def test_tool_calls_ask_with_buttons(ip, make, server, registry, allow):
+    ok(ip, CALCULATOR)
+    chat = make("chat", f"tools-{allow}", tools=["add"], approve="ask")
+    server.queue(Reply(parts=[{"functionCall": {"name": "add", "args": {"a": 2, "b": 3}, "id": "c1"}}]),
+                 Reply(text="The sum is 5." if allow else "I may not add."))
+    chat.send("What is 2 + 3?")
+    approval = wait_for(lambda: chat._run and chat._run.approvals and chat._run.approvals[0], what="the question")
+    assert list(chat.transcript.children).count(approval.widget) == 1
+    assert "add(a=2, b=3)" in approval.widget.children[0].value
+    (approval.yes if allow else approval.no).click()
+    assert chat.wait(10)
+    assert approval.widget not in chat.transcript.children
+    sent = server.last.body["contents"][-1]["parts"][0]
+    response = sent.get("functionResponse") or sent["function_response"]
+    if allow:
+        assert ip.user_ns["calls"] == [(2, 3)] and response["response"] == {"result": 5}
+        assert "✓" in chat.messages[-1].html and "The sum is 5." in chat.messages[-1].html
+    else:
+        assert ip.user_ns["calls"] == [] and "declined" in response["response"]["error"]
+        assert "not run" in chat.messages[-1].html
+    assert len(gemini_magic.conversation(f"tools-{allow}")) == 1
+    reopened = make("chat", f"tools-{allow}")  # rebuilt from the turn: the call shows too
+    assert reopened.messages[-1].text == chat.messages[-1].text
+    assert "🔧 add(a=2, b=3)" in reopened.messages[-1].html
+
+
+def test_stop_declines_a_pending_approval(ip, make, server, registry):
+    ok(ip, CALCULATOR)
+    chat = make("chat", "tools-stop", tools=["add"], approve="ask")
+    server.queue(Reply(parts=[{"functionCall": {"name": "add", "args": {"a": 1, "b": 1}}}]))
+    chat.send("1 + 1?")
+    run = wait_for(lambda: chat._run if chat._run and chat._run.approvals else None, what="the question")
+    chat.stop()
+    run.thread.join(10)
+    assert not run.thread.is_alive() and ip.user_ns["calls"] == []
+    assert len(generate_requests(server)) == 1 and len(gemini_magic.conversation("tools-stop")) == 0
+
+
+def test_the_chat_model_follows_the_settings_until_picked_here(ip, make, server):
+    chat = make("chat", "models")
+    panel = make("settings")
+    assert chat.model.options == panel.model.options and chat.model.value == "gemini-2.5-flash"
+    panel.model.value = "gemini-2.5-pro"
+    assert chat.model.value == "gemini-2.5-pro"
+    chat.send("which model?")
+    chat.wait(10)
+    assert server.last.model == "gemini-2.5-pro"
+    chat.model.value = "gemini-3-flash-preview"  # picked in the chat: the chat keeps it
+    ok(ip, "%config GeminiMagics.model = 'gemini-2.5-flash-lite'")
+    assert chat.model.value == "gemini-3-flash-preview"
+    chat.send("and now?")
+    chat.wait(10)
+    assert server.last.model == "gemini-3-flash-preview"
+
+
+def test_repr_is_short_and_deterministic(make):
+    chat = make("chat", "named")
+    assert repr(chat) == "ChatWidget(conversation='named', model='gemini-2.5-flash')"
+
+
+# -- in a real kernel: threads and comm messages ----------------------------------------
+
+
+def _updates_until(kern, done, timeout: float = 20.0) -> list[str]:
+    """Widget `value` updates seen on IOPub (from any thread) until `done(values)`."""
+    values = []
+    deadline = time.monotonic() + timeout
+    while not done(values):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"no final update in {timeout} s; saw {values[-3:]}")
+        try:
+            msg = kern.client.get_iopub_msg(timeout=remaining)
+        except queue.Empty:
+            continue
+        if msg["msg_type"] == "comm_msg":
+            data = msg["content"]["data"]
+            value = data.get("state", {}).get("value") if data.get("method") == "update" else None
+            if isinstance(value, str):
+                values.append(value)
+    return values
+
+
+def test_kernel_widget_streams_from_its_thread(kern, server):
+    server.queue(Reply(chunks=["alpha ", "beta ", "gamma ", "delta"], delay=0.3))
+    kern.run("w = %gemini chat-ui kernel-stream\nw", check=True)
+    ex = kern.run("print(w.send('stream please'))", check=True)
+    assert ex.stream_text() == "True\n"  # the cell returned while the answer streams
+    values = _updates_until(kern, lambda v: any("delta" in x for x in v))
+    partial = [v for v in values if "alpha" in v and "delta" not in v]
+    assert len(set(partial)) >= 2  # several updates, each sent from the request thread
+    ex = kern.run("w.wait(10); print(repr(w.messages[-1].text), len(w.conversation))",
+                  check=True)
+    assert ex.stream_text() == "'alpha beta gamma delta' 1\n"
+    kern.run("w.close()", check=True)
+
+
+def test_kernel_stays_responsive_while_the_widget_streams(kern, server):
+    chunks = [f"c{i} " for i in range(40)]
+    server.queue(Reply(chunks=chunks, delay=0.25))  # about 10 s of streaming
+    kern.run("w = %gemini chat-ui responsive", check=True)
+    kern.run("w.send('a long answer, please')", check=True)
+    _updates_until(kern, lambda v: any("c1 " in x for x in v))  # streaming has begun
+    ex = kern.run("1+1", timeout=5)
+    assert ex.status == "ok"
+    assert ex.of_type("execute_result")[0]["content"]["data"]["text/plain"] == "2"
+    # That cell ran while the answer was still streaming in the background.
+    ex = kern.run("print(w.busy, 'c39' in w.messages[-1].html)", check=True)
+    assert ex.stream_text() == "True False\n"
+    # Stop ends it from a cell, which is not interrupted itself.
+    ex = kern.run("w.stop(); print('after stop', w.busy, len(w.conversation))",
+                  check=True)
+    assert ex.stream_text() == "after stop False 0\n"
+    ex = kern.run("print('c0' in w.messages[-1].html, 'Stopped' in w.messages[-1].html)", check=True)
+    assert ex.stream_text() == "True True\n"
+    kern.run("w.close()", check=True)
+
+
+def test_kernel_approval_waits_and_tool_output_goes_to_the_sending_cell(kern, server):
+    server.queue(Reply(parts=[{"functionCall": {"name": "double", "args": {"x": 21}}}]), Reply(text="42 it is."))
+    kern.run("def double(x: int) -> int:\n    print('TOOL RAN')\n    return 2 * x\n", check=True)
+    kern.run("w = %gemini chat-ui kernel-tools\nw.tools, w.approve = ['double'], 'ask'", check=True)
+    sending = kern.run("w.send('double 21')", check=True)
+    sender = sending.messages[0]["parent_header"]["msg_id"]
+    for _ in range(200):  # bounded: the question shows once the model's call arrives
+        ex = kern.run("print(bool(w._run and w._run.approvals))", check=True)
+        if ex.stream_text() == "True\n":
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the approval question never showed")
+    assert kern.run("2 * 3").status == "ok"  # the kernel runs cells while the thread waits
+    # The click and the tool's print overlap: read IOPub directly, keeping every message.
+    clicking = kern.client.execute("w._run.approvals[0].yes.click()")
+    idle, printed = False, None
+    deadline = time.monotonic() + 20
+    while not (idle and printed):
+        assert time.monotonic() < deadline, f"idle={idle}, printed={printed}"
+        try:
+            msg = kern.client.get_iopub_msg(timeout=1)
+        except queue.Empty:
+            continue
+        parent = msg["parent_header"].get("msg_id")
+        if msg["msg_type"] == "status" and parent == clicking and msg["content"]["execution_state"] == "idle":
+            idle = True
+        elif msg["msg_type"] == "stream" and "TOOL RAN" in msg["content"]["text"]:
+            printed = parent
+    kern.client.get_shell_msg(timeout=10)  # the click's reply
+    # ipykernel 7: the tool's print, made on the request thread, belongs to the cell
+    # that sent the message, not to whichever cell ran last (the click's).
+    assert printed == sender
+    ex = kern.run("w.wait(10); print(w.messages[-1].text)", check=True)
+    assert ex.stream_text() == "42 it is.\n"
+    kern.run("w.close()", check=True)
+
+
+def test_trimmed_history_and_step_limits_are_noted_under_the_answer(ip, make, magics, server):
+    chat = make("chat", "budget")
+    for text in ("first " * 50, "second " * 50):
+        chat.send(text)
+        chat.wait(10)
+    magics.chat_token_budget = 60
+    chat.send("third")
+    chat.wait(10)
+    assert "oldest turn(s) were not sent" in chat.messages[-1].html
+    assert texts(server.last)[0][1].startswith("second")
+
+
+def test_a_retry_shows_while_waiting_and_goes_when_answered(make, server):
+    chat = make("chat", "retry")
+    server.queue(Error.quota(retry_delay="0.2s"), Reply(text="Got through."))
+    statuses = []
+    chat.status.observe(lambda change: statuses.append(change.new), "value")
+    chat.send("hello")
+    chat.wait(10)
+    assert any("Retrying in 0.2 s" in s for s in statuses)
+    assert chat.status.value == "" and "Got through." in chat.messages[-1].html
+
+
+def test_closing_the_widget_ends_its_request(make, server):
+    """A closed widget stops its request thread: no thread is left streaming."""
+    chat = make("chat", "closing")
+    server.queue(Reply(chunks=["x "] * 20, delay=0.2))
+    chat.send("go")
+    run = chat._run
+    wait_for(lambda: "x" in chat.messages[-1].html, what="the first chunk")
+    chat.close()
+    run.thread.join(10)
+    assert not run.thread.is_alive() and run.stopped
+    assert len(generate_requests(server)) == 1
