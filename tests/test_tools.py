@@ -999,7 +999,7 @@ def test_kernel_cards_go_from_running_to_done(kern, server):
     running = [i for i, h in enumerate(updates) if 'gemini-tool-status">running' in h]
     done = [i for i, h in enumerate(updates) if 'gemini-tool-status">done' in h]
     assert running and done and running[0] < done[0]
-    assert "⏳" in updates[running[0]] and "✓" in updates[done[0]]
+    assert "…" in updates[running[0]] and "✓" in updates[done[0]]
     final = [m for m in ex.of_type("display_data") if _data(m).get("text/html")][-1]
     html_text = _data(final)["text/html"]
     assert html_text.count('<details class="gemini-tool"') == 1
