@@ -271,11 +271,11 @@ class Limiter:
             waits.append(Wait(state.blocked_until - now, f"Gemini asked to wait (429) on {model}"))
         if limit.rpm and len(state.requests) >= limit.rpm:
             oldest = sorted(slot.time for slot in state.requests)[-limit.rpm]
-            waits.append(Wait(oldest + self.window - now, f"rate limit: {limit.rpm} requests a minute on {model}"))
+            waits.append(Wait(oldest + self.window - now, f"rate limit: {_requests(limit.rpm)} a minute on {model}"))
         if self.shared_rpm and len(self._all) >= self.shared_rpm:
             oldest = sorted(slot.time for slot in self._all)[-self.shared_rpm]
             waits.append(Wait(oldest + self.window - now,
-                              f"rate limit: {self.shared_rpm} requests a minute across models"))
+                              f"rate limit: {_requests(self.shared_rpm)} a minute across models"))
         if limit.tpm and state.requests:
             used = sum(slot.tokens for slot in state.requests)
             if used + tokens > limit.tpm and used > 0:
@@ -335,6 +335,10 @@ class Limiter:
         return _Listening()
 
 
+def _requests(count: int) -> str:
+    return f"{count:,} request" + ("" if count == 1 else "s")
+
+
 def usage_table(store: UsageStore, limiter: Limiter | None) -> str:
     """Today's usage per model against its daily quota, as text."""
     today = store.day()
@@ -345,7 +349,7 @@ def usage_table(store: UsageStore, limiter: Limiter | None) -> str:
         limit = limiter.limit(model) if limiter is not None and limiter.active else Limit()
         quota = []
         if limit.rpd:
-            quota.append(f"{counts['requests']}/{limit.rpd} requests")
+            quota.append(f"{counts['requests']:,}/{limit.rpd:,} requests")
         if limit.tpd:
             used = counts["prompt_tokens"] + counts["output_tokens"] + counts["thinking_tokens"]
             quota.append(f"{used:,}/{limit.tpd:,} tokens")

@@ -311,7 +311,9 @@ class RecordingTransport(httpx2.BaseTransport):
             # Only what really goes out waits for a slot: a replayed answer costs no quota.
             slot = self.limiter.acquire(generate.group(1), tokens=len(request.content or b"") // 4)
         if self._inner is None:
-            self._inner = httpx2.HTTPTransport()
+            with self._lock:  # a batch's threads share one connection pool
+                if self._inner is None:
+                    self._inner = httpx2.HTTPTransport()
         response = self._inner.handle_request(request)
         if slot is not None:
             self.limiter.confirm(slot)  # headers are back: the server has counted it
