@@ -221,8 +221,7 @@ class PartsBuilder:
 
 
 def _is_plain_text(part) -> bool:
-    return not any(
-        getattr(part, name, None) is not None
-        for name in ("inline_data", "file_data", "function_call", "function_response", "executable_code",
-                     "code_execution_result", "video_metadata")
-    )
+    # Plain attribute tests, not a loop of getattr: this runs for every streamed chunk.
+    return (part.inline_data is None and part.file_data is None and part.function_call is None
+            and part.function_response is None and part.executable_code is None
+            and part.code_execution_result is None and part.video_metadata is None)

@@ -69,13 +69,13 @@ class NotebookRenderer:
             now = self.clock()
             # The first chunk shows at once; later ones at most every `interval`,
             # so a 10,000-chunk answer does not send 10,000 messages. A long answer
-            # costs more to re-render each time: the gap grows to 20 times that cost,
-            # keeping rendering under about 5% of the stream's time.
+            # costs more to re-render each time: the gap grows to 50 times that cost,
+            # keeping rendering under about 2% of the stream's time.
             if now - self._last >= self._gap:
                 self._last = now
                 self._show(compose(self.answer, self._live_format()))
                 if self.interval > 0:  # 0 switches throttling off altogether
-                    self._gap = max(self.interval, (self.clock() - now) * 20)
+                    self._gap = max(self.interval, (self.clock() - now) * 50)
         elif isinstance(event, (ToolUpdate, OtherPart)):
             # Rare and meaningful (a call starts or ends): shown at once.
             self._last = self.clock()
