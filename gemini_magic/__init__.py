@@ -45,7 +45,7 @@ def conversation(name: str):
     return _loaded().conversations.get_or_create(name)
 
 
-def batch(template: str, rows, *, column: str = "answer", concurrency: int = 8, **options):
+def batch(template: str, rows, *, column: str = "answer", concurrency: int = 8, mode: str = "local", **options):
     """Ask once per item of `rows` (a list, Series or DataFrame); results come back
     aligned: a list, a Series, or the DataFrame with a new `column`. A failed item
     holds a falsy `ItemError` in its place; the batch goes on.
@@ -59,7 +59,14 @@ def batch(template: str, rows, *, column: str = "answer", concurrency: int = 8, 
     system, json=True, schema=<pydantic model, dataclass or TypedDict>. A scalar item
     is `{item}` in the template; every item also has `{index}`. An interrupted batch
     keeps its finished results: `gemini_magic.last_batch().resume()` runs the rest.
+
+    `mode="api"` sends the prompts as one Gemini Batch API job instead (half the
+    price, no per-minute limits, for thousands of prompts): the job id is printed, the
+    call waits for the job and returns its results aligned the same way; a later
+    kernel collects a job with `%gemini batch-status ID`.
     """
+    if mode not in ("local", "api"):
+        raise ValueError("mode is 'local' (requests from here) or 'api' (a Batch API job)")
     from . import batches as batching
     from .schema import Schema
 
@@ -73,6 +80,11 @@ def batch(template: str, rows, *, column: str = "answer", concurrency: int = 8, 
     if options.get("schema") is not None and not isinstance(options["schema"], str):
         args.schema = Schema(options["schema"], getattr(options["schema"], "__name__", "schema"))
     requests, like = batching.build_requests(template, rows, magics.shell.user_ns, magics.request_factory(args))
+    if mode == "api":
+        from . import batch_api
+
+        results = batch_api.run(requests, magics.connection, model=args.model or magics.model)
+        return batching._shape(list(results), like, column)
     run = batching.run(requests, magics.engine, concurrency=concurrency, progress=batching.progress_for(magics.shell))
     batching.last_run = run
     if run.interrupted or run.errors:

@@ -240,6 +240,8 @@ class GeminiMagics(Magics):
     @argument("--over", metavar="VAR", help="Run the prompt once per item of a list, Series or DataFrame "
                                             "(fields of each row fill the template); see gemini_magic.batch.")
     @argument("--column", default="answer", metavar="NAME", help="With --over a DataFrame: the results' column.")
+    @argument("--batch-api", action="store_true",
+              help="With --over: send the prompts as one Gemini Batch API job (half price, no per-minute limits).")
     @argument("--concurrency", type=int, default=8, metavar="N", help="With --over: requests in flight (8).")
     @argument("-c", "--chat", metavar="NAME", help="Make this cell a turn of conversation NAME.")
     @argument("--no-chat", action="store_true", help="A single-turn cell, even with a default chat set.")
@@ -684,11 +686,20 @@ class GeminiMagics(Magics):
                                                      self.request_factory(args))
         except GeminiError as error:
             raise CellFailed(error) from None
-        run = batching.run(requests, self.engine, concurrency=max(1, args.concurrency),
-                           progress=batching.progress_for(self.shell))
-        batching.last_run = run
-        results = batching._shape(run.results, like, args.column)
-        print(batching.summary(run), file=sys.stderr)
+        if args.batch_api:
+            from . import batch_api
+
+            try:
+                answers = batch_api.run(requests, self.connection, model=args.model or self.model)
+            except GeminiError as error:
+                raise CellFailed(error) from None
+            results = batching._shape(list(answers), like, args.column)
+        else:
+            run = batching.run(requests, self.engine, concurrency=max(1, args.concurrency),
+                               progress=batching.progress_for(self.shell))
+            batching.last_run = run
+            results = batching._shape(run.results, like, args.column)
+            print(batching.summary(run), file=sys.stderr)
         if args.out:
             self.shell.user_ns[args.out] = results
             return None

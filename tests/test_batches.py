@@ -597,3 +597,36 @@ def test_limiter_keeps_a_batch_under_the_servers_limit(bip, server):
     assert server.rejected == 0  # the server's own limit never had to answer 429
     assert len(sent(server)) == 12
     assert limiter.waited > 0  # the limit did bind: requests were held back
+
+
+# -- mode="api": the same call, as a Batch API job -------------------------------------------------
+
+
+def test_batch_mode_api_submits_one_job_and_aligns_its_results(bip, server, monkeypatch, capsys):
+    from gemini_magic import batch_api
+
+    monkeypatch.setattr(batch_api, "POLL_DELAYS", (0.01,))
+    server.batch_polls = 1
+    df = pd.DataFrame({"country": ["France", "Peru"]})
+    out = gemini_magic.batch("Capital of {country}?", df, mode="api")
+    assert list(out["answer"]) == ["Echo: Capital of France?", "Echo: Capital of Peru?"]
+    actions = [r.action for r in server.requests]
+    assert actions.count("batchGenerateContent") == 1
+    assert "streamGenerateContent" not in actions and "generateContent" not in actions
+    assert "batch-status" in capsys.readouterr().out  # the id is printed for a later kernel
+
+
+def test_over_with_batch_api_runs_a_job(bip, server, monkeypatch):
+    from gemini_magic import batch_api
+
+    monkeypatch.setattr(batch_api, "POLL_DELAYS", (0.01,))
+    server.batch_polls = 1
+    bip.user_ns["xs"] = ["one", "two", "three"]
+    out = bip.run_cell_magic("gemini", "--over xs --batch-api", "Say {item}")
+    assert out == ["Echo: Say one", "Echo: Say two", "Echo: Say three"]
+    assert [r.action for r in server.requests].count("batchGenerateContent") == 1
+
+
+def test_batch_mode_must_be_local_or_api(bip):
+    with pytest.raises(ValueError):
+        gemini_magic.batch("{item}", ["a"], mode="cloud")

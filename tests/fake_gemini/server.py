@@ -27,6 +27,27 @@ authority):
   ``X-Goog-Upload-Status`` (``active`` between chunks, ``final`` at the end):
   without it the SDK retries the chunk after sleeping 1, 2, 4 s. The SDK
   replaces the upload URL's scheme and host with its own base URL.
+* Batch API (``client.batches``, Gemini Developer API): ``POST
+  /{v}/models/{m}:batchGenerateContent`` with ``{"batch": {"displayName",
+  "inputConfig": {"fileName": "files/..."} | {"requests": {"requests":
+  [{"request": GenerateContentRequest, "metadata": {...}}]}}}}`` answers an
+  Operation ``{"name": "batches/{id}", "metadata": {"state":
+  "BATCH_STATE_PENDING", "model", "displayName", "batchStats", ...}}``;
+  ``GET /{v}/batches/{id}`` the same Operation, with ``done``,
+  ``metadata.output`` (what the SDK reads as ``dest``: ``responsesFile`` or
+  ``inlinedResponses.inlinedResponses``), ``response`` (the same output) and,
+  for a failed job, ``error``; ``GET /{v}/batches`` lists ``operations``;
+  ``POST /{v}/batches/{id}:cancel``; ``DELETE /{v}/batches/{id}``. The SDK maps
+  ``BATCH_STATE_*`` to ``JOB_STATE_*`` and drops ``error`` and ``batchStats``.
+  The input file has one ``{"key", "request"}`` per line; the results file
+  one ``{"key", "response"}`` or ``{"key", "error"}`` per line. SDK 3.6.1
+  downloads with ``GET /{v}/files/{id}:download?alt=media`` (the REST docs
+  say ``/download/{v}/...``: both are served).
+* Vertex AI express mode (``genai.Client(vertexai=True, api_key=...)``):
+  ``/v1beta1/publishers/google/models/{m}:generateContent``; with project and
+  location (ADC, ``Authorization: Bearer``)
+  ``/v1beta1/projects/{p}/locations/{l}/publishers/google/models/{m}:...``.
+  Generate, stream and countTokens are served on both.
 """
 
 from __future__ import annotations
@@ -68,8 +89,25 @@ _ROUTE = re.compile(
 # [/upload]/{version}/files[/{id}]: the Files API.
 _FILES_ROUTE = re.compile(r"^/(?P<upload>upload/)?(?P<version>v1|v1beta)/files(?:/(?P<file>[^/:]+))?$")
 # Actions of Files API requests, as ReceivedRequest.action.
-FILE_ACTIONS = ("uploadStart", "uploadChunk", "getFile", "listFiles", "deleteFile")
+FILE_ACTIONS = ("uploadStart", "uploadChunk", "getFile", "listFiles", "deleteFile", "downloadFile")
 FILE_TTL = timedelta(hours=48)  # real uploads expire after 48 hours
+# [/download]/{version}/files/{id}:download: a generated file's bytes (?alt=media).
+_DOWNLOAD_ROUTE = re.compile(r"^/(?:download/)?(?P<version>v1|v1beta)/files/(?P<file>[^/:]+):download$")
+# /{version}/batches[/{id}][:cancel]: the Batch API's jobs (long-running operations).
+_BATCHES_ROUTE = re.compile(r"^/(?P<version>v1|v1beta)/batches(?:/(?P<batch>[^/:]+))?(?::(?P<verb>[A-Za-z]+))?$")
+# Actions of Batch API requests, as ReceivedRequest.action (creation is on the model route).
+BATCH_ACTIONS = ("batchGenerateContent", "getBatch", "listBatches", "cancelBatch", "deleteBatch")
+# Vertex AI: /{version}/[projects/{p}/locations/{l}/]publishers/{publisher}/models/{m}[:{action}]
+_VERTEX_ROUTE = re.compile(
+    r"^/(?P<version>v1|v1beta1)/"
+    r"(?:projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/)?"
+    r"publishers/(?P<publisher>[^/]+)/models/(?P<model>[^/:]+)"
+    r"(?::(?P<action>[A-Za-z]+))?$"
+)
+# What the Batch API's states are called on the wire (the SDK shows JOB_STATE_*).
+BATCH_DONE_STATES = ("BATCH_STATE_SUCCEEDED", "BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED", "BATCH_STATE_EXPIRED")
+_BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
+_BATCH_OUTPUT_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput"
 
 
 # ---------------------------------------------------------------------------
@@ -385,7 +423,11 @@ class ReceivedRequest:
     headers: dict[str, str]  # lower-case keys
     body: Any | None  # parsed JSON, None when empty or not JSON
     raw_body: bytes = b""
-    file: str | None = None  # Files API: "files/{id}" for getFile/deleteFile
+    file: str | None = None  # Files API: "files/{id}" for getFile/deleteFile/downloadFile
+    batch: str | None = None  # Batch API: "batches/{id}" for getBatch/cancelBatch/deleteBatch
+    vertex: bool = False  # a Vertex AI route (publishers/.../models/...)
+    project: str | None = None  # Vertex AI: the project and location in the path, if any
+    location: str | None = None
 
     @property
     def api_key(self) -> str | None:
@@ -499,6 +541,23 @@ def error_body(code: int, status: str, message: str, details: list | None = None
     if details:  # real answers omit an empty details list
         error["details"] = details
     return {"error": error}
+
+
+# google.rpc.Code numbers by status name.
+RPC_CODES = {
+    "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4, "NOT_FOUND": 5,
+    "ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8, "FAILED_PRECONDITION": 9,
+    "ABORTED": 10, "OUT_OF_RANGE": 11, "UNIMPLEMENTED": 12, "INTERNAL": 13, "UNAVAILABLE": 14,
+    "DATA_LOSS": 15, "UNAUTHENTICATED": 16,
+}
+
+
+def rpc_status(error: Error) -> dict[str, Any]:
+    """A batch item's error as a google.rpc.Status: the rpc code and the message.
+
+    No details: the SDK types them as strings (JobError.details: list[str]) and
+    fails to parse a whole job whose inlined error carries detail objects."""
+    return {"code": RPC_CODES.get(error.status, 2), "message": error.message}
 
 
 def retry_info(delay: str) -> dict[str, Any]:
@@ -836,9 +895,13 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        version = model = action = file = None
+        version = model = action = file = batch = project = location = None
+        vertex = False
         route = _ROUTE.match(path)
         files_route = _FILES_ROUTE.match(path)
+        download_route = _DOWNLOAD_ROUTE.match(path)
+        batches_route = _BATCHES_ROUTE.match(path)
+        vertex_route = _VERTEX_ROUTE.match(path)
         if route:
             version, model, action = route.group("version", "model", "action")
             if action is None:
@@ -847,6 +910,17 @@ class _Handler(BaseHTTPRequestHandler):
             version = files_route.group("version")
             file, action = _file_action(self.command, files_route.group("upload") is not None,
                                         files_route.group("file"), query)
+        elif download_route:
+            version = download_route.group("version")
+            file = f"files/{download_route.group('file')}"
+            action = "downloadFile" if self.command == "GET" else None
+        elif batches_route:
+            version = batches_route.group("version")
+            batch, action = _batch_action(self.command, batches_route.group("batch"), batches_route.group("verb"))
+        elif vertex_route:
+            vertex = True
+            version, model, action = vertex_route.group("version", "model", "action")
+            project, location = vertex_route.group("project", "location")
         else:
             parts = path.strip("/").split("/")
             version = parts[0] if parts and parts[0] in API_VERSIONS else None
@@ -861,6 +935,10 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
             raw_body=raw,
             file=file,
+            batch=batch,
+            vertex=vertex,
+            project=project,
+            location=location,
         )
 
     def _read_body(self, headers: dict[str, str]) -> bytes:
@@ -886,6 +964,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
+        self.end_headers()
+        self._headers_sent = True
+        self.wfile.write(data)
+
+    def send_bytes(self, code: int, data: bytes, content_type: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self._headers_sent = True
         self.wfile.write(data)
@@ -995,6 +1081,24 @@ class FakeGemini:
         # with file_fail it ends FAILED instead. Both are read at upload time.
         self.file_processing_polls: int = 1
         self.file_fail: bool = False
+        # Batch API: jobs by name ("batches/{id}" -> {"op": the Operation JSON,
+        # "requests": [{"key"|"metadata", "request"}] as received, ...}). A job is
+        # PENDING when created, RUNNING on each GET before the `batch_polls`-th,
+        # and finished on that one (read at creation; 0 and 1 both finish on the
+        # first GET). Each item is answered like a generateContent call (queue,
+        # responder, echo; the rate limit does not apply). When a job finishes:
+        # `batch_fail` makes it FAILED and `batch_expire` EXPIRED; `batch_partial`
+        # = N keeps the answers of the first N items for a job that ends FAILED,
+        # EXPIRED or CANCELLED (None: no output at all); `batch_results_hook`
+        # (lines -> lines) edits the output lines (file lines or inlined
+        # responses) before they are stored, e.g. to reorder or drop some.
+        self.batches: dict[str, dict[str, Any]] = {}
+        self._batch_count = 0
+        self.batch_polls: int = 2
+        self.batch_fail: bool = False
+        self.batch_expire: bool = False
+        self.batch_partial: int | None = None
+        self.batch_results_hook: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
         # Rate limit, as Gemini enforces it: at most `rate_limit` generate requests
         # in any `rate_window` seconds (None: unlimited); over it, a 429 with a
         # RetryInfo delay until a slot frees. `rate_window` is shortened in tests
@@ -1098,6 +1202,10 @@ class FakeGemini:
         limited = self._over_rate_limit()
         if limited is not None:
             return limited
+        return self._scripted_answer(request)
+
+    def _scripted_answer(self, request: ReceivedRequest) -> Answer:
+        """The queue's next answer, else the responder's, else the echo."""
         with self._lock:
             if self._queue:
                 return self._queue.popleft()
@@ -1113,7 +1221,10 @@ class FakeGemini:
         if action in FILE_ACTIONS:
             self._serve_files(request, handler)
             return
-        known = (request.method == "GET" and action in ("list", "get")) or (
+        if action in BATCH_ACTIONS:
+            self._serve_batches(request, handler)
+            return
+        known = (request.method == "GET" and action in ("list", "get") and not request.vertex) or (
             request.method == "POST" and request.model and action in (*GENERATE_ACTIONS, "countTokens")
         )
         if request.version is None or not known:
@@ -1160,6 +1271,7 @@ class FakeGemini:
             "getFile": self._get_file,
             "listFiles": self._list_files,
             "deleteFile": self._delete_file,
+            "downloadFile": self._download_file,
         }[str(request.action)]
         serve(request, handler)
 
@@ -1312,6 +1424,270 @@ class FakeGemini:
         else:
             handler.send_json(200, {})
 
+    def _download_file(self, request: ReceivedRequest, handler: _Handler) -> None:
+        name = request.file or ""
+        with self._lock:
+            entry = self.files.get(name)
+            data = entry["data"] if entry is not None else b""
+            generated = entry is not None and entry["meta"].get("source") == "GENERATED"
+        if entry is None:
+            err = self._missing_file(name)
+        elif not generated:
+            err = Error(400, "INVALID_ARGUMENT", "Only generated files can be downloaded; uploaded files cannot.")
+        else:
+            handler.send_bytes(200, data, entry["meta"].get("mimeType") or "application/octet-stream")
+            return
+        handler.send_json(err.code, err.body())
+
+    # -- Batch API -----------------------------------------------------------
+
+    def _serve_batches(self, request: ReceivedRequest, handler: _Handler) -> None:
+        problem = self._key_error(request)
+        if problem is None and (request.vertex or request.version not in API_VERSIONS):
+            message = f"The requested URL {request.path} was not found on this server."
+            problem = Error(404, "NOT_FOUND", message)
+        if problem is not None:
+            handler.send_json(problem.code, problem.body())
+            return
+        if request.action == "batchGenerateContent":
+            if request.method != "POST":
+                err = Error(404, "NOT_FOUND", f"The requested URL {request.path} was not found on this server.")
+                handler.send_json(err.code, err.body())
+                return
+            self._create_batch(request, handler)
+            return
+        if request.action == "listBatches":
+            self._list_batches(request, handler)
+            return
+        name = request.batch or ""
+        serve = {"getBatch": self._get_batch, "cancelBatch": self._cancel_batch,
+                 "deleteBatch": self._delete_batch}[str(request.action)]
+        serve(name, handler)
+
+    def _missing_batch(self, name: str) -> Error:
+        # What Google APIs answer for a resource that is not there.
+        return Error(404, "NOT_FOUND", f"Requested entity was not found. ({name})")
+
+    def _create_batch(self, request: ReceivedRequest, handler: _Handler) -> None:
+        problem = self._model_error(request)
+        body = request.body if isinstance(request.body, dict) else None
+        batch = _get(body, "batch") if body is not None else None
+        config = _get(batch, "inputConfig") if isinstance(batch, dict) else None
+        file_name = _get(config, "fileName")
+        inlined = _get(_get(config, "requests"), "requests")
+        items: list[dict[str, Any]] = []
+        if problem is None and (not isinstance(config, dict) or (file_name is None) == (inlined is None)):
+            problem = Error(400, "INVALID_ARGUMENT",
+                            "batch.inputConfig must have exactly one of fileName or requests.")
+        if problem is None and not _get(batch, "displayName"):
+            # Required by the REST reference (the SDK sends it only when given).
+            problem = Error(400, "INVALID_ARGUMENT", "batch.displayName is required.")
+        if problem is None and file_name is not None:
+            with self._lock:
+                entry = self.files.get(str(file_name))
+                data = entry["data"] if entry is not None else None
+            if data is None:
+                problem = self._missing_file(str(file_name))
+            else:
+                items = _input_lines(data)
+        elif problem is None:
+            if not isinstance(inlined, list):
+                problem = Error(400, "INVALID_ARGUMENT", "batch.inputConfig.requests.requests must be a list.")
+            else:
+                items = [_inlined_item(item) for item in inlined]
+        if problem is not None:
+            handler.send_json(problem.code, problem.body())
+            return
+        now = _timestamp(datetime.now(UTC))
+        with self._lock:
+            self._batch_count += 1
+            name = f"batches/job{self._batch_count:08d}"
+            metadata: dict[str, Any] = {
+                "@type": _BATCH_TYPE,
+                "model": f"models/{request.model}",
+                "displayName": _get(batch, "displayName"),
+                "inputConfig": copy.deepcopy(config),
+                "createTime": now,
+                "updateTime": now,
+                "batchStats": {"requestCount": str(len(items)), "pendingRequestCount": str(len(items))},
+                "state": "BATCH_STATE_PENDING",
+                "name": name,
+            }
+            self.batches[name] = {
+                "op": {"name": name, "metadata": metadata},
+                "requests": items,
+                "kind": "file" if file_name is not None else "inline",
+                "model": request.model,
+                "version": request.version,
+                "polls": 0,
+                "polls_needed": max(1, int(self.batch_polls)),
+                "finishing": False,
+            }
+            op = copy.deepcopy(self.batches[name]["op"])
+        handler.send_json(200, op)
+
+    def _get_batch(self, name: str, handler: _Handler) -> None:
+        finish = False
+        with self._lock:
+            job = self.batches.get(name)
+            if job is not None and job["op"]["metadata"]["state"] not in BATCH_DONE_STATES and not job["finishing"]:
+                job["polls"] += 1
+                if job["polls"] >= job["polls_needed"]:
+                    job["finishing"] = finish = True
+                else:
+                    self._set_batch_state(job, "BATCH_STATE_RUNNING")
+        if job is None:
+            err = self._missing_batch(name)
+            handler.send_json(err.code, err.body())
+            return
+        if finish:
+            state = "BATCH_STATE_SUCCEEDED"
+            if self.batch_fail:
+                state = "BATCH_STATE_FAILED"
+            elif self.batch_expire:
+                state = "BATCH_STATE_EXPIRED"
+            self._finish_batch(name, job, state)
+        with self._lock:
+            op = copy.deepcopy(job["op"])
+        handler.send_json(200, op)
+
+    def _cancel_batch(self, name: str, handler: _Handler) -> None:
+        with self._lock:
+            job = self.batches.get(name)
+            done = job is not None and (job["op"]["metadata"]["state"] in BATCH_DONE_STATES or job["finishing"])
+            if job is not None and not done:
+                job["finishing"] = True
+        if job is None:
+            err = self._missing_batch(name)
+        elif done:
+            err = Error(400, "FAILED_PRECONDITION", f"The batch {name} has already finished.")
+        else:
+            self._finish_batch(name, job, "BATCH_STATE_CANCELLED")
+            handler.send_json(200, {})
+            return
+        handler.send_json(err.code, err.body())
+
+    def _delete_batch(self, name: str, handler: _Handler) -> None:
+        with self._lock:
+            job = self.batches.pop(name, None)
+        if job is None:
+            err = self._missing_batch(name)
+            handler.send_json(err.code, err.body())
+        else:
+            handler.send_json(200, {})
+
+    def _list_batches(self, request: ReceivedRequest, handler: _Handler) -> None:
+        with self._lock:
+            ops = [copy.deepcopy(job["op"]) for job in self.batches.values()]
+        try:
+            size = int(request.query.get("pageSize") or 50)
+        except ValueError:
+            size = -1
+        token = request.query.get("pageToken")
+        start = _decode_page_token(token) if token else 0
+        if size < 0 or start is None:
+            err = Error(400, "INVALID_ARGUMENT", "Invalid pageSize or pageToken.")
+            handler.send_json(err.code, err.body())
+            return
+        size = min(size or 50, 1000)
+        answer: dict[str, Any] = {"operations": ops[start : start + size]} if ops else {}
+        if start + size < len(ops):
+            answer["nextPageToken"] = _encode_page_token(start + size)
+        handler.send_json(200, answer)
+
+    @staticmethod
+    def _set_batch_state(job: dict[str, Any], state: str) -> None:
+        metadata = job["op"]["metadata"]
+        metadata["state"] = state
+        metadata["updateTime"] = _timestamp(datetime.now(UTC))
+
+    def _finish_batch(self, name: str, job: dict[str, Any], state: str) -> None:
+        """Answer the job's items (all, or the first `batch_partial` of an unsuccessful
+        job), store its output and end it in `state`. Runs outside the lock: the
+        answers come from the queue and the responder, which take it."""
+        items = job["requests"]
+        if state == "BATCH_STATE_SUCCEEDED":
+            answered = items
+        else:
+            answered = items[: max(0, self.batch_partial)] if self.batch_partial is not None else []
+        lines = [self._batch_line(job, item) for item in answered]
+        failed = sum("error" in line for line in lines)
+        if self.batch_results_hook is not None:
+            lines = list(self.batch_results_hook(lines))
+        output: dict[str, Any] | None = None
+        if job["kind"] == "inline" and (lines or state == "BATCH_STATE_SUCCEEDED"):
+            output = {"inlinedResponses": {"inlinedResponses": lines}}
+        elif job["kind"] == "file" and (lines or state == "BATCH_STATE_SUCCEEDED"):
+            data = b"".join(json.dumps(line).encode("utf-8") + b"\n" for line in lines)
+            output = {"responsesFile": self._generated_file(name, data)}
+        now = _timestamp(datetime.now(UTC))
+        with self._lock:
+            op = job["op"]
+            metadata = op["metadata"]
+            metadata["batchStats"] = {
+                "requestCount": str(len(items)),
+                "successfulRequestCount": str(len(answered) - failed),
+                "failedRequestCount": str(failed),
+                "pendingRequestCount": str(len(items) - len(answered)),
+            }
+            if output is not None:
+                metadata["output"] = output
+                op["response"] = {"@type": _BATCH_OUTPUT_TYPE, **copy.deepcopy(output)}
+            if state == "BATCH_STATE_FAILED":
+                op["error"] = {"code": 13, "message": "The batch failed: an internal error has occurred."}
+            metadata["endTime"] = now
+            self._set_batch_state(job, state)
+            op["done"] = True
+            job["finishing"] = False
+
+    def _batch_line(self, job: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+        """One output line: {"key"|"metadata", "response"|"error"}."""
+        line: dict[str, Any] = {}
+        if job["kind"] == "file":
+            line["key"] = item.get("key")
+        elif item.get("metadata") is not None:
+            line["metadata"] = item["metadata"]
+        if "invalid" in item:
+            line["error"] = rpc_status(Error(400, "INVALID_ARGUMENT", item["invalid"]))
+            return line
+        version = job["version"]
+        model = job["model"]
+        inner = ReceivedRequest(
+            method="POST", path=f"/{version}/models/{model}:generateContent", version=version, model=model,
+            action="generateContent", query={}, headers={}, body=item["request"],
+        )
+        answer = self._scripted_answer(inner)
+        response_id = self._next_response_id()
+        if isinstance(answer, Error):
+            line["error"] = rpc_status(answer)
+        elif isinstance(answer, Blocked):
+            line["response"] = blocked_response(answer, inner, response_id)
+        else:
+            line["response"] = reply_response(answer, inner, response_id)
+        return line
+
+    def _generated_file(self, batch_name: str, data: bytes) -> str:
+        """Store a batch's results file (downloadable, unlike uploads); return its name."""
+        now = datetime.now(UTC)
+        file_id = "batch-" + batch_name.removeprefix("batches/")
+        name = f"files/{file_id}"
+        meta = {
+            "name": name,
+            "mimeType": "application/jsonl",
+            "sizeBytes": str(len(data)),
+            "createTime": _timestamp(now),
+            "updateTime": _timestamp(now),
+            "expirationTime": _timestamp(now + FILE_TTL),
+            "sha256Hash": base64.b64encode(hashlib.sha256(data).hexdigest().encode()).decode(),
+            "uri": f"{self.url}/v1beta/files/{file_id}",
+            "downloadUri": f"{self.url}/download/v1beta/files/{file_id}:download?alt=media",
+            "state": "ACTIVE",
+            "source": "GENERATED",
+        }
+        with self._lock:
+            self.files[name] = {"meta": meta, "data": data, "polls_left": 0, "fail": False}
+        return name
+
     def _file_data_error(self, request: ReceivedRequest) -> Error | None:
         """Check fileData parts that point at this server: the file must exist and be ACTIVE.
 
@@ -1422,6 +1798,45 @@ def _file_action(
         return None, "listFiles" if method == "GET" else None
     action = {"GET": "getFile", "DELETE": "deleteFile"}.get(method)
     return f"files/{file_id}", action
+
+
+def _batch_action(method: str, batch_id: str | None, verb: str | None) -> tuple[str | None, str | None]:
+    """(batch name, action) of a Batch API request; action None for an unknown route."""
+    if batch_id is None:
+        return None, "listBatches" if method == "GET" and verb is None else None
+    name = f"batches/{batch_id}"
+    if verb is None:
+        return name, {"GET": "getBatch", "DELETE": "deleteBatch"}.get(method)
+    return name, "cancelBatch" if method == "POST" and verb == "cancel" else None
+
+
+def _inlined_item(item: Any) -> dict[str, Any]:
+    """An inlined request as an item: {"request", "metadata"}, or {"invalid": reason}."""
+    metadata = _get(item, "metadata")
+    request = _get(item, "request")
+    if not isinstance(request, dict):
+        return {"metadata": metadata, "invalid": "An inlined request has no request object."}
+    return {"request": request, "metadata": metadata}
+
+
+def _input_lines(data: bytes) -> list[dict[str, Any]]:
+    """The items of a batch input file: {"key", "request"} per non-blank line; a line
+    that is not one becomes {"key", "invalid": reason} (answered with an error line)."""
+    items: list[dict[str, Any]] = []
+    for number, raw in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            items.append({"key": None, "invalid": f"Line {number} is not valid JSON."})
+            continue
+        if not isinstance(line, dict) or not isinstance(line.get("request"), dict):
+            key = line.get("key") if isinstance(line, dict) else None
+            items.append({"key": key, "invalid": f"Line {number} has no request object."})
+            continue
+        items.append({"key": line.get("key"), "request": line["request"]})
+    return items
 
 
 def _upload_status(request: ReceivedRequest, status: str) -> dict[str, str]:

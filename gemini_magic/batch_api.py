@@ -1,0 +1,674 @@
+"""Jobs for the Gemini Batch API: thousands to millions of prompts at half the price.
+
+    job = batch_api.submit(requests, connection, model="gemini-2.5-flash")
+    job.wait()                  # polls, showing the state as it changes
+    answers = job.results()     # aligned with `requests`: text (or parsed), ItemError
+
+    answers = batch_api.run(requests, connection)   # the three at once
+
+A job runs on Google's side (the target is 24 hours, usually much less) with no
+per-minute limits, so it outlives the kernel that made it: its id is printed when it
+is created, and `%gemini batch-status ID` (or `Job.attach(ID, connection).results()`)
+collects it later, from any kernel with a key of the same project. Its display name
+ends with its number of prompts, "(N prompts)", so a later kernel aligns to N.
+
+Jobs that end without succeeding: a failed, cancelled or expired job raises
+BatchJobError from `results()`, carrying what it did answer (`.results`, aligned,
+ItemError elsewhere); `results(partial=True)`, `run` and `%gemini batch-status`
+return those with a warning instead, and raise only when nothing was answered.
+
+How requests travel:
+- Each request is the JSON of a GenerateContentRequest (contents, generationConfig,
+  systemInstruction, tools), made by the SDK's own converter, so it is exactly what a
+  `%%gemini` cell would send. Every item carries a key, "item-<i>", its place in the
+  input: results come back aligned by key, whatever order the service lists them in.
+- Small batches go inline, in the create call itself: one request, no upload, and
+  the answers come back inside the job. That is when the requests' JSON is at most
+  `inline_limit` bytes (INLINE_LIMIT, 2 MB; the API takes up to 20 MB inline, but
+  then answers arrive in the job's every GET once it is done). Larger batches go as a
+  JSONL file through the Files API (up to 2 GB), and the results file is downloaded
+  once. `inline_limit=0` always uses a file.
+- Vertex AI's batch prediction reads Cloud Storage or BigQuery and writes there; it is
+  not supported here (a Vertex connection gets a clear error).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .batches import ItemError
+from .errors import Context, GeminiError, explain
+
+# Requests whose JSON is at most this many bytes go inline in the create call.
+INLINE_LIMIT = 2 * 1024 * 1024
+# What the API takes inline at most, whatever `inline_limit` says.
+API_INLINE_LIMIT = 20 * 1024 * 1024
+# The Files API's limit per file: the input file's ceiling.
+FILE_LIMIT = 2 * 1024 * 1024 * 1024
+# The MIME type the Batch API documentation uploads its JSONL input with.
+JSONL_MIME_TYPE = "jsonl"
+# Seconds between polls: growing from the first to the last, unless `wait(poll=)` says.
+POLL_DELAYS = (2.0, 5.0, 10.0, 20.0, 30.0)
+
+SUCCEEDED = "JOB_STATE_SUCCEEDED"
+FAILED = "JOB_STATE_FAILED"
+CANCELLED = "JOB_STATE_CANCELLED"
+EXPIRED = "JOB_STATE_EXPIRED"
+DONE_STATES = (SUCCEEDED, FAILED, CANCELLED, EXPIRED, "JOB_STATE_PARTIALLY_SUCCEEDED")
+
+_KEY = re.compile(r"^item-(\d+)$")
+# The job's display name ends with its number of prompts: a later kernel aligns its
+# results to that many places (the SDK does not pass on the job's batchStats).
+_COUNT = re.compile(r"\((\d+) prompts?\)$")
+_JOB_ID = re.compile(r"^(?:batches/)?([A-Za-z0-9_-]+)$")
+
+# google.rpc.Code numbers (a result line's error is a google.rpc.Status) by name,
+# and what kind of ItemError each becomes (the kinds of errors.py).
+_RPC_CODES = {
+    1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
+    6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION",
+    10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
+    15: "DATA_LOSS", 16: "UNAUTHENTICATED",
+}
+_HTTP_STATUSES = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED",
+                  500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+_KINDS = {
+    "RESOURCE_EXHAUSTED": "quota", "INVALID_ARGUMENT": "bad-request", "FAILED_PRECONDITION": "bad-request",
+    "OUT_OF_RANGE": "bad-request", "PERMISSION_DENIED": "permission", "UNAUTHENTICATED": "permission",
+    "NOT_FOUND": "not-found", "DEADLINE_EXCEEDED": "timeout", "INTERNAL": "server", "UNAVAILABLE": "server",
+    "UNKNOWN": "server",
+}
+
+
+class BatchJobError(GeminiError):
+    """A job that ended without succeeding (failed, cancelled, expired). `results`
+    holds what it did answer, aligned with the inputs (ItemError elsewhere)."""
+
+    kind = "batch-failed"
+
+    def __init__(self, message: str, hint: str = "", *, job: Job | None = None, results: list | None = None):
+        super().__init__(message, hint)
+        self.job = job
+        self.results = results if results is not None else []
+
+
+class JobNotDone(GeminiError):
+    """A job still pending or running when we stopped waiting for it."""
+
+    kind = "batch-pending"
+
+    def __init__(self, message: str, hint: str = "", *, job: Job | None = None):
+        super().__init__(message, hint)
+        self.job = job
+
+
+class UnknownJob(GeminiError):
+    kind = "batch-unknown"
+
+
+class ResultsUnavailable(GeminiError):
+    kind = "batch-results"
+
+
+class Results(list):
+    """The aligned results of a job: a plain list, shown briefly (a job can hold a
+    million answers, and an Out[] cell should not)."""
+
+    shown = 10
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        if cycle:
+            printer.text("[...]")
+            return
+        failed = sum(isinstance(r, ItemError) for r in self)
+        head = f"{len(self)} results" + (f", {failed} failed" if failed else "")
+        if len(self) <= self.shown:
+            printer.text(head + ": ")
+            printer.pretty(list(self))
+            return
+        printer.text(head + ", the first " + str(self.shown) + ": ")
+        printer.pretty(list(self[: self.shown]))
+
+
+def key_for(index: int) -> str:
+    """The key of the item at `index`: results are aligned by it."""
+    return f"item-{index}"
+
+
+def index_of(key: Any) -> int | None:
+    match = _KEY.match(key) if isinstance(key, str) else None
+    return int(match.group(1)) if match else None
+
+
+def job_name(job_id: str) -> str:
+    """'batches/abc' from 'batches/abc' or 'abc'; a GeminiError for anything else."""
+    match = _JOB_ID.match((job_id or "").strip())
+    if match is None:
+        raise UnknownJob(f"{job_id!r} is not a batch job id.",
+                         "Use the id printed when the job was created, like batches/abc123.")
+    return f"batches/{match.group(1)}"
+
+
+# -- requests as JSON -----------------------------------------------------------------
+
+
+def _sdk():
+    from . import client as sdk
+
+    return sdk.sdk()
+
+
+def _config(request) -> dict:
+    """The request's GenerateContentConfig fields, server tools included."""
+    if getattr(request, "toolbox", None):
+        raise GeminiError("A Batch API job cannot call notebook functions (--tools).",
+                          "Run it as a local batch (mode='local'), or drop the tools.")
+    config = dict(request.config)
+    tools = list(getattr(request, "server_tools", None) or [])
+    if tools:
+        config["tools"] = tools
+    return config
+
+
+def _contents(request) -> list:
+    contents = request.contents
+    return list(contents) if isinstance(contents, (list, tuple)) else [contents]
+
+
+def _inlined(request, key: str | None = None):
+    types = _sdk().types
+    config = _config(request)
+    return types.InlinedRequest(contents=_contents(request),
+                                config=types.GenerateContentConfig(**config) if config else None,
+                                metadata={"key": key} if key is not None else None)
+
+
+def request_json(request, api_client=None) -> dict:
+    """The GenerateContentRequest JSON of an engine Request, as generateContent sends it.
+
+    Made by the SDK's own converter (the one it uses for inlined batch requests) when
+    it is there, else by `_request_json_by_hand`."""
+    from google.genai import _common
+
+    try:
+        from google.genai.batches import _InlinedRequest_to_mldev as convert
+    except ImportError:  # a newer SDK moved it: build the same JSON ourselves
+        convert = None
+    if convert is None or api_client is None:
+        return _request_json_by_hand(request)
+    wire = convert(api_client, _inlined(request))
+    wire = _common.encode_unserializable_types(_common.convert_to_dict(wire))
+    return wire["request"]
+
+
+# GenerateContentConfig fields that live at the top of a GenerateContentRequest;
+# everything else goes in generationConfig.
+_TOP_LEVEL = {"system_instruction": "systemInstruction", "tools": "tools", "tool_config": "toolConfig",
+              "safety_settings": "safetySettings", "cached_content": "cachedContent", "labels": "labels"}
+_NOT_SENT = {"http_options", "automatic_function_calling", "should_return_http_response"}
+
+
+def _request_json_by_hand(request) -> dict:
+    """The same JSON as the SDK's converter for the fields our requests use, from the
+    SDK's pydantic types (camelCase aliases, bytes as base64)."""
+    types = _sdk().types
+    config = types.GenerateContentConfig(**_config(request))
+    contents = [types.Content.model_validate(c) if isinstance(c, dict) else
+                (types.Content(role="user", parts=[types.Part(text=c)]) if isinstance(c, str) else c)
+                for c in _contents(request)]
+    body: dict[str, Any] = {"contents": [c.model_dump(mode="json", by_alias=True, exclude_none=True)
+                                         for c in contents]}
+    generation: dict[str, Any] = {}
+    for name in type(config).model_fields:
+        value = getattr(config, name)
+        if value is None or name in _NOT_SENT:
+            continue
+        if name == "system_instruction" and isinstance(value, str):
+            value = types.Content(role="user", parts=[types.Part(text=value)])
+        dumped = (value.model_dump(mode="json", by_alias=True, exclude_none=True) if hasattr(value, "model_dump")
+                  else [v.model_dump(mode="json", by_alias=True, exclude_none=True) if hasattr(v, "model_dump")
+                        else v for v in value] if isinstance(value, list) else value)
+        if name in _TOP_LEVEL:
+            body[_TOP_LEVEL[name]] = dumped
+        else:
+            field = type(config).model_fields[name]
+            generation[field.alias or name] = dumped
+    if generation:
+        body["generationConfig"] = generation
+    return body
+
+
+# -- submitting -------------------------------------------------------------------------
+
+
+def _context(connection, model: str = "") -> Context:
+    return Context(model=model, base_url=getattr(connection, "base_url", None) or "",
+                   timeout=getattr(connection, "timeout", 0.0))
+
+
+def _client(connection):
+    client = connection.client()
+    if getattr(client, "vertexai", False):
+        raise GeminiError(
+            "The Batch API is used here through the Gemini Developer API only: on Vertex AI batch "
+            "jobs read Cloud Storage or BigQuery.",
+            "Use a Gemini API key (GEMINI_API_KEY) for batch jobs, or run a local batch (mode='local').",
+        )
+    return client
+
+
+def _common_model(requests: list, model: str | None) -> str:
+    ids = {r.model_id for r in requests if getattr(r, "model", "")}
+    chosen = (model or "").removeprefix("models/").strip()
+    if not chosen:
+        if len(ids) > 1:
+            raise GeminiError(f"A batch job runs one model; these requests name {len(ids)}: "
+                              f"{', '.join(sorted(ids))}.", "Submit one job per model.")
+        chosen = next(iter(ids), "")
+    if not chosen:
+        raise GeminiError("No model for the batch job.", "Pass model=..., or set %config GeminiMagics.model.")
+    others = ids - {chosen}
+    if others:
+        raise GeminiError(f"A batch job runs one model ({chosen}); some requests name {', '.join(sorted(others))}.",
+                          "Submit one job per model.")
+    return chosen
+
+
+def submit(requests: list, connection, *, model: str | None = None, display_name: str | None = None,
+           inline_limit: int = INLINE_LIMIT, out=None) -> Job:
+    """Create a Batch API job answering `requests` (engine Requests), and return it.
+
+    Inline when the requests' JSON is at most `inline_limit` bytes, else as an uploaded
+    JSONL file (see the module docstring). The job id is printed to `out` (stdout):
+    `%gemini batch-status ID` collects the job later, from any kernel."""
+    requests = list(requests)
+    if not requests:
+        raise GeminiError("Nothing to submit: the batch has no requests.", "")
+    model = _common_model(requests, model)
+    client = _client(connection)
+    base = display_name or "gemini-magic batch"
+    display_name = f"{base} ({len(requests)} prompt{'s' * (len(requests) != 1)})"
+    try:
+        lines = [{"key": key_for(i), "request": request_json(r, client._api_client)} for i, r in enumerate(requests)]
+        data = b"".join(json.dumps(line, ensure_ascii=False).encode("utf-8") + b"\n" for line in lines)
+        inline = len(data) <= min(inline_limit, API_INLINE_LIMIT)
+        if not inline and len(data) > FILE_LIMIT:
+            raise GeminiError(f"The batch is {len(data) / 2**30:.1f} GB as JSONL, over the 2 GB the Files API "
+                              "takes.", "Split it into several jobs.")
+        if inline:
+            src: Any = [_inlined(r, key_for(i)) for i, r in enumerate(requests)]
+        else:
+            uploaded = client.files.upload(
+                file=io.BytesIO(data),
+                config={"mime_type": JSONL_MIME_TYPE, "display_name": f"{base} requests"},
+            )
+            src = uploaded.name
+        batch = client.batches.create(model=model, src=src, config={"display_name": display_name})
+    except GeminiError:
+        raise
+    except Exception as exc:
+        raise explain(exc, _context(connection, model)) from exc
+    job = Job(batch.name, connection, model=model, display_name=display_name, count=len(requests),
+              requests=requests, inline=inline)
+    job._update(batch)
+    how = "inline" if inline else f"as the file {src}"
+    print(f"Submitted Gemini batch job {job.id}: {len(requests)} prompts to {model}, sent {how}.\n"
+          f"Collect it later, from any kernel: %gemini batch-status {job.id}", file=out or sys.stdout)
+    return job
+
+
+# -- the job ------------------------------------------------------------------------------
+
+
+class Job:
+    """A Batch API job: its state, and its results once done.
+
+    A job made by `submit` knows its requests (so structured-output answers are
+    parsed); one attached by id from a later kernel returns text, aligned to the
+    number of prompts its display name ends with ("... (N prompts)"), else to the
+    highest key it finds."""
+
+    def __init__(self, id: str, connection, *, model: str | None = None, display_name: str | None = None,
+                 count: int | None = None, requests: list | None = None, inline: bool | None = None):
+        self.id = id
+        self.connection = connection
+        self.model = model
+        self.display_name = display_name
+        self.count = count
+        self.requests = requests
+        self.inline = inline
+        self.state = "JOB_STATE_PENDING"
+        self.batch: Any = None  # the SDK's BatchJob, as last seen
+
+    @classmethod
+    def attach(cls, job_id: str, connection) -> Job:
+        """The job `job_id` ('batches/abc' or 'abc'), as it is now; UnknownJob if there
+        is none (for this key's project)."""
+        job = cls(job_name(job_id), connection)
+        return job.refresh()
+
+    def __repr__(self) -> str:
+        return f"<gemini_magic batch job {self.id}: {self.state}>"
+
+    @property
+    def done(self) -> bool:
+        return self.state in DONE_STATES
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == SUCCEEDED
+
+    def _update(self, batch) -> None:
+        self.batch = batch
+        state = getattr(batch, "state", None)
+        if state is not None:
+            self.state = getattr(state, "value", None) or str(state)
+        if getattr(batch, "model", None) and not self.model:
+            self.model = batch.model.removeprefix("models/")
+        if getattr(batch, "display_name", None) and not self.display_name:
+            self.display_name = batch.display_name
+        if self.count is None and self.display_name:
+            match = _COUNT.search(self.display_name)
+            self.count = int(match.group(1)) if match else None
+
+    def refresh(self) -> Job:
+        """Ask the service for the job's state."""
+        try:
+            batch = _client(self.connection).batches.get(name=self.id)
+        except GeminiError:
+            raise
+        except Exception as exc:
+            if getattr(exc, "code", None) == 404:
+                raise UnknownJob(
+                    f"No batch job {self.id}.",
+                    "Check the id printed when the job was created; a job is visible only to keys of "
+                    "the project that made it, and is deleted some weeks after it ends.",
+                ) from exc
+            raise explain(exc, _context(self.connection, self.model or "")) from exc
+        self._update(batch)
+        return self
+
+    def _replaying(self) -> bool:
+        transport = getattr(self.connection, "_transport", None)
+        return bool(transport is not None and getattr(transport, "last_was_replayed", False))
+
+    def wait(self, poll: float | None = None, timeout: float | None = None,
+             progress: Callable[[Job], None] | None = None, sleep: Callable[[float], None] = time.sleep) -> Job:
+        """Poll until the job ends. `progress(job)` is called when the state changes
+        (default: a line on stdout). After `timeout` seconds, or on Ctrl-C, a
+        JobNotDone error says how to collect the job later: it runs on regardless."""
+        show = progress or _print_state
+        started = time.monotonic()
+        seen = None
+        polls = 0
+        try:
+            while True:
+                if polls:
+                    self.refresh()
+                polls += 1
+                if self.state != seen:
+                    seen = self.state
+                    show(self)
+                if self.done:
+                    return self
+                if timeout is not None and time.monotonic() - started >= timeout:
+                    raise JobNotDone(
+                        f"Batch job {self.id} is still {_word(self.state)} after {timeout:g} s.",
+                        f"It runs on: collect it later with %gemini batch-status {self.id}.", job=self)
+                delay = poll if poll is not None else POLL_DELAYS[min(polls - 1, len(POLL_DELAYS) - 1)]
+                if not self._replaying():  # a replayed poll needs no real wait
+                    sleep(delay)
+        except KeyboardInterrupt:
+            raise JobNotDone(f"Stopped waiting for batch job {self.id} ({_word(self.state)}).",
+                             f"It runs on: collect it later with %gemini batch-status {self.id}.",
+                             job=self) from None
+
+    def cancel(self) -> Job:
+        """Stop the job: what it has answered is kept (`results(partial=True)`)."""
+        try:
+            _client(self.connection).batches.cancel(name=self.id)
+        except GeminiError:
+            raise
+        except Exception as exc:
+            code = getattr(exc, "code", None)
+            if code == 404:
+                raise UnknownJob(f"No batch job {self.id}.", "Check the id printed when it was created.") from exc
+            if code == 400:
+                self.refresh()
+                if self.done:
+                    raise GeminiError(f"Batch job {self.id} has already ended ({self.state}): nothing to cancel.",
+                                      f"Collect it: %gemini batch-status {self.id}.") from exc
+            raise explain(exc, _context(self.connection, self.model or "")) from exc
+        return self.refresh()
+
+    # -- results ------------------------------------------------------------------------
+
+    def results(self, aligned_to: int | None = None, *, partial: bool = False) -> Results:
+        """The answers, aligned with the inputs: text (or the parsed value, for
+        structured output), or an ItemError for an item that failed or has no result.
+
+        A job that failed, was cancelled or expired raises BatchJobError with what it
+        did answer in `.results`; `partial=True` returns those instead."""
+        if not self.done:
+            raise JobNotDone(f"Batch job {self.id} has not finished: it is {_word(self.state)}.",
+                             f"Wait for it (job.wait()), or collect it later: %gemini batch-status {self.id}.",
+                             job=self)
+        lines = self._lines()
+        size = aligned_to if aligned_to is not None else self.count
+        results = self._align(lines, size)
+        kept = sum(r is not None and not isinstance(r, ItemError) for r in results)
+        missing = _missing_reason(self.state)
+        results = Results(ItemError(missing, "batch-missing") if r is None else r for r in results)
+        if self.succeeded or partial:
+            return results
+        total = len(results)
+        what = {
+            FAILED: ("failed", "Check that the model can run batch jobs (`%gemini models`) and submit again."),
+            CANCELLED: ("was cancelled", "Submit the items without a result again to finish them."),
+            EXPIRED: ("expired: it did not finish within 48 hours",
+                      "Submit the items without a result again, perhaps as smaller jobs."),
+        }.get(self.state, (f"ended {_word(self.state)}", "Submit it again."))
+        kept_text = f" {kept} of {total} results were kept (in error.results)." if kept else " No results were kept."
+        raise BatchJobError(f"Batch job {self.id} {what[0]}.{kept_text}", what[1], job=self, results=results)
+
+    def _lines(self) -> list[dict]:
+        """Result lines as dicts: {"key"|"metadata", "response"|"error"} (responses
+        stay JSON-shaped dicts for file lines, SDK objects for inlined ones)."""
+        dest = getattr(self.batch, "dest", None)
+        file_name = getattr(dest, "file_name", None)
+        inlined = getattr(dest, "inlined_responses", None)
+        if file_name:
+            return self._download(file_name)
+        if inlined is not None:
+            lines = []
+            for position, item in enumerate(inlined):
+                metadata = item.metadata or {}
+                line: dict[str, Any] = {"key": metadata.get("key"), "position": position}
+                if item.error is not None:
+                    line["error"] = item.error.model_dump(exclude_none=True)
+                elif item.response is not None:
+                    line["response"] = item.response
+                lines.append(line)
+            return lines
+        if self.succeeded:
+            raise ResultsUnavailable(f"Batch job {self.id} succeeded but names no results.",
+                                     "Try again later: %gemini batch-status " + self.id)
+        return []
+
+    def _download(self, file_name: str) -> list[dict]:
+        client = _client(self.connection)
+        try:
+            data = client.files.download(file=file_name)
+        except Exception as exc:
+            error = explain(exc, _context(self.connection))
+            raise ResultsUnavailable(
+                f"The results of batch job {self.id} ({file_name}) could not be downloaded: {error.message}",
+                "Results are kept for some weeks after a job ends, for keys of the project that ran it. "
+                f"Try again: %gemini batch-status {self.id}.",
+            ) from exc
+        lines = []
+        for number, raw in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+            if not raw.strip():
+                continue
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                line = None
+            if not isinstance(line, dict):
+                print(f"Batch job {self.id}: line {number} of its results is not JSON; skipped.", file=sys.stderr)
+                continue
+            line["position"] = len(lines)
+            lines.append(line)
+        return lines
+
+    def _align(self, lines: list[dict], size: int | None) -> list:
+        """Place each line's value at its key's index (by position when a line has no
+        key of ours: inlined responses come back in input order)."""
+        placed: dict[int, Any] = {}
+        for line in lines:
+            index = index_of(line.get("key"))
+            if index is None:
+                index = line["position"] if line.get("key") is None else None
+            if index is None or (size is not None and index >= size):
+                continue
+            placed[index] = self._value(line, index)
+        if size is None:
+            size = max(placed, default=-1) + 1
+        results: list = [None] * size
+        for index, value in placed.items():
+            results[index] = value
+        return results
+
+    def _value(self, line: dict, index: int):
+        if line.get("error") is not None:
+            return _item_error(line["error"])
+        response = line.get("response")
+        if response is None:
+            return ItemError("The result line has neither a response nor an error.", "batch-missing")
+        if isinstance(response, dict):
+            response = _response(response)
+        request = self.requests[index] if self.requests is not None and index < len(self.requests) else None
+        return _answer_value(response, getattr(request, "schema", None))
+
+
+def _response(data: dict):
+    """A GenerateContentResponse from its JSON, as the SDK parses generateContent's."""
+    types = _sdk().types
+    try:
+        from google.genai.batches import _GenerateContentResponse_from_mldev as convert
+    except ImportError:
+        convert = None
+    if convert is not None:
+        data = convert(data)
+    try:
+        return types.GenerateContentResponse._from_response(response=data, kwargs={})
+    except AttributeError:
+        return types.GenerateContentResponse.model_validate(data)
+
+
+def _answer_value(response, schema):
+    """What a local batch would hold for this answer: the text (parsed with
+    structured output), or an ItemError for a blocked prompt."""
+    candidates = response.candidates or []
+    if not candidates:
+        feedback = response.prompt_feedback
+        reason = getattr(feedback, "block_reason", None) if feedback is not None else None
+        if reason is not None:
+            name = getattr(reason, "name", None) or str(reason)
+            return ItemError(f"The prompt was blocked by Gemini ({name}).", "blocked")
+        return ItemError("The model returned no answer.", "empty")
+    candidate = candidates[0]
+    parts = candidate.content.parts if candidate.content is not None and candidate.content.parts else []
+    text = "".join(p.text for p in parts if p.text and not p.thought)
+    finish = candidate.finish_reason
+    finish = getattr(finish, "name", None) or (str(finish) if finish is not None else None)
+    if schema is not None and finish in (None, "STOP"):
+        try:
+            return schema.parse(text)
+        except GeminiError as exc:
+            return ItemError(exc.message, exc.kind)
+    return text
+
+
+def _item_error(error: Any) -> ItemError:
+    """An ItemError from a result line's error (a google.rpc.Status, or an HTTP-style body)."""
+    if not isinstance(error, dict):
+        return ItemError(str(error), "error")
+    code = error.get("code")
+    status = error.get("status") or ""
+    if not status and isinstance(code, int):
+        status = _RPC_CODES.get(code, "") if code < 100 else _HTTP_STATUSES.get(code, "")
+    message = (error.get("message") or "").strip()
+    first = message.splitlines()[0].strip() if message else "The request failed."
+    shown = f"{first} ({status})" if status else first
+    return ItemError(shown, _KINDS.get(status, "error"))
+
+
+def _word(state: str) -> str:
+    """'running' for JOB_STATE_RUNNING."""
+    return state.removeprefix("JOB_STATE_").lower().replace("_", " ")
+
+
+def _missing_reason(state: str) -> str:
+    if state == SUCCEEDED:
+        return "The batch job returned no result for this item."
+    return f"No result: the batch job {_word(state)} before answering this item."
+
+
+def _print_state(job: Job) -> None:
+    print(f"Batch job {job.id}: {job.state}")
+
+
+# -- collecting -------------------------------------------------------------------------------
+
+
+def _collect(job: Job) -> Results:
+    """A finished job's results, with a one-line summary; a job that ended without
+    succeeding returns what it answered, with a warning, or raises BatchJobError
+    when it answered nothing."""
+    try:
+        results = job.results()
+    except BatchJobError as error:
+        if not any(not isinstance(r, ItemError) for r in error.results):
+            raise
+        print(f"{error.message} {error.hint}", file=sys.stderr)
+        return error.results
+    failed = sum(isinstance(r, ItemError) for r in results)
+    print(f"{len(results) - failed} of {len(results)} results"
+          + (f", {failed} failed (their places hold the error)" if failed else "") + ".")
+    return results
+
+
+def run(requests: list, connection, *, model: str | None = None, display_name: str | None = None,
+        inline_limit: int = INLINE_LIMIT, poll: float | None = None, timeout: float | None = None,
+        progress: Callable[[Job], None] | None = None) -> Results:
+    """Submit a job, wait for it and return its results aligned with `requests`
+    (what `gemini_magic.batch(..., mode="api")` does). Ctrl-C or `timeout` stop the
+    waiting, not the job: the JobNotDone error names the id to collect it by."""
+    job = submit(requests, connection, model=model, display_name=display_name, inline_limit=inline_limit)
+    job.wait(poll=poll, timeout=timeout, progress=progress)
+    return _collect(job)
+
+
+# -- %gemini batch-status ID --------------------------------------------------------------
+
+
+def job_status(magics, job_id: str):
+    """For `%gemini batch-status ID`: print the job's state; once it has ended, return
+    its results (aligned by key, as text), so a later kernel collects them. A job that
+    failed, was cancelled or expired returns what it answered, with a warning, or
+    raises BatchJobError when it answered nothing."""
+    job = Job.attach(job_id, magics.connection)
+    name = f" ({job.display_name})" if job.display_name else ""
+    model = f", model {job.model}" if job.model else ""
+    print(f"Batch job {job.id}{name}: {job.state}{model}")
+    if not job.done:
+        print(f"Not finished yet: run %gemini batch-status {job.id} again later.")
+        return None
+    return _collect(job)
