@@ -29,6 +29,10 @@ WARM_UP_DELAY = 0.3
 # Environment variables the SDK itself reads for the key; GOOGLE_API_KEY wins,
 # as in the SDK.
 KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+# Vertex AI, as the SDK reads it from the environment.
+VERTEX_VARIABLE = "GOOGLE_GENAI_USE_VERTEXAI"
+PROJECT_VARIABLE = "GOOGLE_CLOUD_PROJECT"
+LOCATION_VARIABLE = "GOOGLE_CLOUD_LOCATION"
 # Used when replaying without a key: the SDK refuses to build a client with none,
 # and nothing that carries it leaves this process in replay mode.
 NO_KEY = "no-key-replay-only"
@@ -103,6 +107,13 @@ class Connection:
     base_url: str | None = None
     api_version: str | None = None
     timeout: float = 120.0
+    # Vertex AI (None: GOOGLE_GENAI_USE_VERTEXAI, GOOGLE_CLOUD_PROJECT and
+    # GOOGLE_CLOUD_LOCATION decide, as in the SDK). With a project, Google's
+    # Application Default Credentials authenticate (`gcloud auth application-default
+    # login`); without one, the API key is used in Vertex AI express mode.
+    vertexai: bool | None = None
+    project: str | None = None
+    location: str | None = None
     # Record/replay: kept here as plain values so that setting a mode (even from
     # the environment at load time) imports nothing; the transport is made with
     # the client.
@@ -143,6 +154,17 @@ class Connection:
     def has_real_key(self) -> bool:
         return find_api_key() is not None
 
+    def use_vertex(self) -> bool:
+        if self.vertexai is not None:
+            return self.vertexai
+        return os.environ.get(VERTEX_VARIABLE, "").strip().lower() in ("1", "true")
+
+    def vertex_place(self) -> tuple[str | None, str | None]:
+        """(project, location) for Vertex AI; with a project, the location defaults to "global"."""
+        project = self.project or os.environ.get(PROJECT_VARIABLE) or None
+        location = self.location or os.environ.get(LOCATION_VARIABLE) or None
+        return project, (location or "global") if project else location
+
     def client(self) -> genai.Client:
         # Batches ask from several threads at once: one builds the client, the others
         # wait for it, so there is still one client (and one connection pool).
@@ -152,18 +174,22 @@ class Connection:
     def _client_locked(self) -> genai.Client:
         from .errors import NoApiKey
 
+        vertex = self.use_vertex()
+        project, location = self.vertex_place() if vertex else (None, None)
         key = self.api_key()
-        if key is None:
+        if key is None and not project:  # a Vertex project authenticates with ADC instead
             raise NoApiKey()
-        base_url = self.base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or None
-        settings = (hash(key), base_url, self.api_version, self.timeout)
+        base_url = self.base_url or os.environ.get(
+            "GOOGLE_VERTEX_BASE_URL" if vertex else "GOOGLE_GEMINI_BASE_URL") or None
+        settings = (hash(key), base_url, self.api_version, self.timeout, vertex, project, location)
         if self._client is None or settings != self._built_for:
             self.close()
-            self._client = self._build(key, base_url)
+            self._client = self._build(key, base_url, vertex, project, location)
             self._built_for = settings
         return self._client
 
-    def _build(self, key: str, base_url: str | None) -> genai.Client:
+    def _build(self, key: str | None, base_url: str | None, vertex: bool = False,
+               project: str | None = None, location: str | None = None) -> genai.Client:
         genai = sdk()
         import httpx2
 
@@ -177,6 +203,18 @@ class Connection:
             # everything above it (SDK parsing, errors, streaming) runs unchanged.
             httpx_client=httpx2.Client(transport=transport, timeout=self.timeout),
         )
+        if vertex and project:
+            # Paths under projects/P/locations/L, a Bearer token from ADC (no key is
+            # sent). Replaying needs no credentials: a stand-in token never leaves.
+            credentials = None
+            if self.mode == "replay":
+                from google.oauth2.credentials import Credentials
+
+                credentials = Credentials(token=NO_KEY)
+            return genai.Client(vertexai=True, project=project, location=location, credentials=credentials,
+                                http_options=options)
+        if vertex:  # Vertex AI express mode: /v1beta1/publishers/google/models/M:..., the key
+            return genai.Client(vertexai=True, api_key=key, http_options=options)
         return genai.Client(api_key=key, http_options=options)
 
     def close(self) -> None:

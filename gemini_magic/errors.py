@@ -173,6 +173,12 @@ def explain(exc: BaseException, context: Context | None = None) -> GeminiError:
         )
     if isinstance(exc, ValueError) and "API key" in str(exc):
         return NoApiKey()
+    if name in ("DefaultCredentialsError", "RefreshError"):
+        return GeminiError(
+            "No usable Google Cloud credentials for Vertex AI.",
+            "Run `gcloud auth application-default login`, or use an API key without a project "
+            "(Vertex AI express mode).",
+        )
     return GeminiError(f"The request failed: {name}: {exc}", "Re-run with --debug for the full traceback.")
 
 

@@ -103,6 +103,14 @@ class GeminiMagics(Magics):
                        help="API endpoint; default GOOGLE_GEMINI_BASE_URL or Google's.").tag(config=True)
     api_version = Unicode(None, allow_none=True, help="API version, e.g. v1beta; default the SDK's.").tag(config=True)
     timeout = Float(120.0, help="Seconds to wait for a response.").tag(config=True)
+    vertexai = Bool(None, allow_none=True,
+                    help="Use Vertex AI instead of the Gemini API; default GOOGLE_GENAI_USE_VERTEXAI.").tag(config=True)
+    project = Unicode(None, allow_none=True,
+                      help="Vertex AI: Google Cloud project (authenticates with ADC); default "
+                           "GOOGLE_CLOUD_PROJECT. Without one, the API key is used (express mode).").tag(config=True)
+    location = Unicode(None, allow_none=True,
+                       help="Vertex AI: location, e.g. us-central1; default GOOGLE_CLOUD_LOCATION, else global.").tag(
+        config=True)
     retry_attempts = Int(4, help="Tries in all for 429, 5xx and timeouts (1 = no retry).").tag(config=True)
     retry_max_wait = Float(90.0, help="Seconds of waiting between retries, at most, in all.").tag(config=True)
     update_interval = Float(0.1, help="Seconds between display updates while streaming.").tag(config=True)
@@ -194,7 +202,8 @@ class GeminiMagics(Magics):
 
             self._last_error = capture_error(exc, getattr(result.info, "raw_cell", "") or "")
 
-    @observe("base_url", "api_version", "timeout", "retry_attempts", "retry_max_wait")
+    @observe("base_url", "api_version", "timeout", "retry_attempts", "retry_max_wait", "vertexai", "project",
+             "location")
     def _settings_changed(self, change) -> None:
         self._sync_connection()
 
@@ -203,6 +212,9 @@ class GeminiMagics(Magics):
         self.connection.base_url = self.base_url
         self.connection.api_version = self.api_version
         self.connection.timeout = self.timeout
+        self.connection.vertexai = self.vertexai
+        self.connection.project = self.project
+        self.connection.location = self.location
         if "engine" in self.__dict__:  # made on first use, with the policy then in force
             self.engine.retry = self._retry_policy()
 
@@ -573,6 +585,11 @@ class GeminiMagics(Magics):
         key_from = next((v for v in KEY_VARIABLES if os.environ.get(v)), None)
         key = f"from {key_from}" if key_from else ("found" if find_api_key() else "not set")
         endpoint = self.base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or "Google's default"
+        if self.connection.use_vertex():
+            project, location = self.connection.vertex_place()
+            endpoint = self.base_url or os.environ.get("GOOGLE_VERTEX_BASE_URL") or "Google's default"
+            endpoint += (f" (Vertex AI, project {project}, {location}; ADC)" if project
+                         else " (Vertex AI express mode, API key)")
         print("\n".join(lines))
         print(f"API key: {key}\nEndpoint: {endpoint}\nRecording: {self._recording_status()}")
 

@@ -135,7 +135,10 @@ def _record_response(status: int, headers, raw: bytes) -> dict:
     try:
         body: Any = json.loads(raw) if raw else None
     except ValueError:
-        body = raw.decode("utf-8", "replace")
+        # Not one JSON value (a downloaded file, e.g. a batch job's JSONL results):
+        # kept as text and replayed byte for byte, not as a JSON string.
+        recorded = {"status": status, "text": raw.decode("utf-8", "replace")}
+        return recorded
     recorded = {"status": status, "body": body}
     kept = {name: headers[name] for name in _KEPT_HEADERS if name in headers}
     if kept:
@@ -284,6 +287,8 @@ class RecordingTransport(httpx2.BaseTransport):
             )
         body = recorded.get("body")
         content = b"" if body is None else json.dumps(body, ensure_ascii=False).encode()
+        if "text" in recorded:
+            content = recorded["text"].encode("utf-8")
         return httpx2.Response(
             recorded["status"],
             headers={"content-type": "application/json; charset=UTF-8", **recorded.get("headers", {})},
