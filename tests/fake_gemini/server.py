@@ -703,6 +703,26 @@ def _decode_page_token(token: str) -> int | None:
     except ValueError:
         return None
 
+def _send_page(request: ReceivedRequest, handler: _Handler, key: str, items: list, default_size: int,
+               max_size: int, omit_empty: bool = False) -> None:
+    """One page of a list call (pageSize/pageToken/nextPageToken), as the API pages."""
+    try:
+        size = int(request.query.get("pageSize") or default_size)
+    except ValueError:
+        size = -1
+    token = request.query.get("pageToken")
+    start = _decode_page_token(token) if token else 0
+    if size < 0 or start is None:
+        err = Error(400, "INVALID_ARGUMENT", "Invalid pageSize or pageToken.")
+        handler.send_json(err.code, err.body())
+        return
+    size = min(size or default_size, max_size)
+    answer: dict[str, Any] = {key: items[start : start + size]} if items or not omit_empty else {}
+    if start + size < len(items):
+        answer["nextPageToken"] = _encode_page_token(start + size)
+    handler.send_json(200, answer)
+
+
 
 # ---------------------------------------------------------------------------
 # Script rules (shared by the CLI and FakeGemini.from_script)
@@ -1398,21 +1418,7 @@ class FakeGemini:
     def _list_files(self, request: ReceivedRequest, handler: _Handler) -> None:
         with self._lock:
             files = [copy.deepcopy(entry["meta"]) for entry in self.files.values()]
-        try:
-            size = int(request.query.get("pageSize") or 10)
-        except ValueError:
-            size = -1
-        token = request.query.get("pageToken")
-        start = _decode_page_token(token) if token else 0
-        if size < 0 or start is None:
-            err = Error(400, "INVALID_ARGUMENT", "Invalid pageSize or pageToken.")
-            handler.send_json(err.code, err.body())
-            return
-        size = min(size or 10, 100)
-        answer: dict[str, Any] = {"files": files[start : start + size]} if files else {}
-        if start + size < len(files):
-            answer["nextPageToken"] = _encode_page_token(start + size)
-        handler.send_json(200, answer)
+        _send_page(request, handler, "files", files, 10, 100, omit_empty=True)
 
     def _delete_file(self, request: ReceivedRequest, handler: _Handler) -> None:
         name = request.file or ""
@@ -1579,21 +1585,7 @@ class FakeGemini:
     def _list_batches(self, request: ReceivedRequest, handler: _Handler) -> None:
         with self._lock:
             ops = [copy.deepcopy(job["op"]) for job in self.batches.values()]
-        try:
-            size = int(request.query.get("pageSize") or 50)
-        except ValueError:
-            size = -1
-        token = request.query.get("pageToken")
-        start = _decode_page_token(token) if token else 0
-        if size < 0 or start is None:
-            err = Error(400, "INVALID_ARGUMENT", "Invalid pageSize or pageToken.")
-            handler.send_json(err.code, err.body())
-            return
-        size = min(size or 50, 1000)
-        answer: dict[str, Any] = {"operations": ops[start : start + size]} if ops else {}
-        if start + size < len(ops):
-            answer["nextPageToken"] = _encode_page_token(start + size)
-        handler.send_json(200, answer)
+        _send_page(request, handler, "operations", ops, 50, 1000, omit_empty=True)
 
     @staticmethod
     def _set_batch_state(job: dict[str, Any], state: str) -> None:
@@ -1713,22 +1705,7 @@ class FakeGemini:
         return None
 
     def _serve_list(self, request: ReceivedRequest, handler: _Handler) -> None:
-        models = self.models or []
-        try:
-            size = int(request.query.get("pageSize") or DEFAULT_PAGE_SIZE)
-        except ValueError:
-            size = -1
-        token = request.query.get("pageToken")
-        start = _decode_page_token(token) if token else 0
-        if size < 0 or start is None:
-            err = Error(400, "INVALID_ARGUMENT", "Invalid pageSize or pageToken.")
-            handler.send_json(err.code, err.body())
-            return
-        size = min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        answer: dict[str, Any] = {"models": models[start : start + size]}
-        if start + size < len(models):
-            answer["nextPageToken"] = _encode_page_token(start + size)
-        handler.send_json(200, answer)
+        _send_page(request, handler, "models", self.models or [], DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
     def _serve_get(self, request: ReceivedRequest, handler: _Handler) -> None:
         model_id = request.model or ""
