@@ -50,7 +50,7 @@ def batch(template: str, rows, *, column: str = "answer", concurrency: int = 8, 
     aligned: a list, a Series, or the DataFrame with a new `column`. A failed item
     holds a falsy `ItemError` in its place; the batch goes on.
 
-    >>> gemini_magic.batch("Capital of {country}?", ["France", "Peru"], model="gemini-2.5-flash-lite")
+    >>> gemini_magic.batch("Capital of {item}?", ["France", "Peru"], model="gemini-2.5-flash-lite")
     ['Paris.', 'Lima.']
     >>> gemini_magic.batch("One-line summary: {text}", df)   # df with a 'text' column
     ... # a copy of df with an 'answer' column
@@ -73,10 +73,9 @@ def batch(template: str, rows, *, column: str = "answer", concurrency: int = 8, 
     magics = _loaded()
     args = magics._parse("")
     for name, value in options.items():
-        attr = {"max_tokens": "max_tokens", "json": "json"}.get(name, name)
-        if not hasattr(args, attr):
+        if not hasattr(args, name):
             raise TypeError(f"batch() got an unexpected option {name!r}")
-        setattr(args, attr, value)
+        setattr(args, name, value)
     if options.get("schema") is not None and not isinstance(options["schema"], str):
         args.schema = Schema(options["schema"], getattr(options["schema"], "__name__", "schema"))
     requests, like = batching.build_requests(template, rows, magics.shell.user_ns, magics.request_factory(args))
