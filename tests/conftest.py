@@ -107,3 +107,18 @@ def kernel(_server):
 def kern(kernel, server):
     """The module's kernel, with the server reset for this test."""
     return kernel
+
+
+def ask(ip, prompt: str, options: str = "") -> str:
+    """Run a %%gemini cell and return the answer text (stored with -o)."""
+    ip.run_cell_magic("gemini", f"{options} -o _gm_answer".strip(), prompt)
+    return ip.user_ns.pop("_gm_answer")
+
+
+def fails(ip, prompt: str, options: str = ""):
+    """Run a %%gemini cell that must fail, and return its CellFailed."""
+    from gemini_magic.magics import CellFailed
+
+    with pytest.raises(CellFailed) as info:
+        ip.run_cell_magic("gemini", options, prompt)
+    return info.value

@@ -21,7 +21,6 @@ import pytest
 
 import gemini_magic
 from gemini_magic import batches
-from gemini_magic.magics import CellFailed
 from gemini_magic.quota import (
     FREE_TIER,
     SHARED_GEMINI_RPD,
@@ -34,6 +33,7 @@ from gemini_magic.quota import (
     quota_day,
     usage_table,
 )
+from tests.conftest import ask, fails
 from tests.fake_gemini import Error, Reply
 from tests.fake_gemini.server import usage_metadata
 
@@ -114,15 +114,6 @@ def config(ip, assignment: str) -> None:
     ip.run_line_magic("config", f"GeminiMagics.{assignment}")
 
 
-def ask(ip, prompt: str, options: str = "") -> str:
-    ip.run_cell_magic("gemini", f"{options} -o _gm_answer".strip(), prompt)
-    return ip.user_ns.pop("_gm_answer")
-
-
-def fails(ip, prompt: str, options: str = "") -> CellFailed:
-    with pytest.raises(CellFailed) as info:
-        ip.run_cell_magic("gemini", options, prompt)
-    return info.value
 
 
 def reload_extension(ip) -> None:

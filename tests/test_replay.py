@@ -13,9 +13,8 @@ import pytest
 
 from gemini_magic.client import Connection
 from gemini_magic.engine import Engine, Failed, Request, Retrying, TextDelta
-from gemini_magic.magics import CellFailed
 from gemini_magic.replay import normalize_request, request_key
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, ask, fails
 from tests.fake_gemini import Error, Reply
 from tests.fake_gemini.server import reply_events
 
@@ -30,16 +29,6 @@ def rec(tmp_path):
     return tmp_path / "answers.gemini.json"
 
 
-def ask(ip, prompt: str, options: str = "") -> str:
-    """Run a %%gemini cell and return the answer text (stored with -o)."""
-    ip.run_cell_magic("gemini", f"{options} -o _gm_answer".strip(), prompt)
-    return ip.user_ns.pop("_gm_answer")
-
-
-def fails(ip, prompt: str, options: str = "") -> CellFailed:
-    with pytest.raises(CellFailed) as info:
-        ip.run_cell_magic("gemini", options, prompt)
-    return info.value
 
 
 def command(ip, line: str) -> None:
