@@ -248,7 +248,3 @@ def summary(batch: BatchRun) -> str:
     if batch.interrupted:
         text += ". Interrupted: run it again to resume; finished items are kept"
     return text + "."
-
-
-class BatchInterrupted(GeminiError):
-    kind = "interrupted"

@@ -151,9 +151,6 @@ class Connection:
         self._transport.limiter = self.limiter
         return self._transport
 
-    def has_real_key(self) -> bool:
-        return find_api_key() is not None
-
     def use_vertex(self) -> bool:
         if self.vertexai is not None:
             return self.vertexai

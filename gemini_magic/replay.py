@@ -231,10 +231,6 @@ class RecordingTransport(httpx2.BaseTransport):
             self.hits = self.misses = 0
 
     @property
-    def can_answer_offline(self) -> bool:
-        return self.mode in ("replay", "cache")
-
-    @property
     def last_was_replayed(self) -> bool:
         """Whether this thread's last response came from the recording (waits
         before a retry of a replayed error are skipped)."""

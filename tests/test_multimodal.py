@@ -11,7 +11,6 @@ import base64
 import io
 import json
 import threading
-import wave
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -24,6 +23,7 @@ from gemini_magic import media
 from gemini_magic.magics import CellFailed
 from gemini_magic.media import MediaAnswer
 from tests.fake_gemini import Reply
+from tests.test_media import encoded, wav_bytes
 
 GENERATE = ("generateContent", "streamGenerateContent")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -98,19 +98,7 @@ def noise(size: tuple[int, int] = (64, 64), seed: int = 0) -> Image.Image:
 
 
 def png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def wav_bytes() -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(8000)
-        out.writeframes(b"\x00\x01" * 80)
-    return buffer.getvalue()
+    return encoded(image, "PNG")
 
 
 def run_ok(ip, source: str):
@@ -481,9 +469,9 @@ def test_recorded_upload_replays_with_nothing_on_the_wire(ip, server, small_inli
     text = raw.decode("utf-8")
     assert sent not in raw
     assert sent.decode("latin-1") not in text
-    for encoded in (base64.b64encode(sent).decode(), base64.urlsafe_b64encode(sent).decode()):
-        assert encoded[:60] not in text
-        assert encoded[len(encoded) // 2: len(encoded) // 2 + 60] not in text
+    for as_base64 in (base64.b64encode(sent).decode(), base64.urlsafe_b64encode(sent).decode()):
+        assert as_base64[:60] not in text
+        assert as_base64[len(as_base64) // 2: len(as_base64) // 2 + 60] not in text
     entries = json.loads(text)["entries"]
     paths = [e["request"]["path"] for e in entries]
     assert any(p.startswith("upload/") for p in paths) and any(":streamGenerateContent" in p for p in paths)
