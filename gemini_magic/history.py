@@ -174,6 +174,37 @@ class Conversation:
         return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")), name)
 
 
+@dataclass
+class PendingTurn:
+    """A question on its way: what to send, and how to keep the answer. Every front
+    end (cells, the chat widget) asks through this, so they trim and commit alike."""
+
+    conversation: Conversation
+    key: str
+    user: Any
+    trimmed: list  # the oldest turns left out to fit the budget (marked on commit)
+
+    @property
+    def contents(self) -> list:
+        return self.conversation.contents(self.key, self.user, skip=self.trimmed)
+
+    def finish(self, answer) -> Commit | None:
+        """Keep a complete answer as the turn; a failed or interrupted one leaves the
+        conversation exactly as it was (None)."""
+        if answer.error is not None or answer.interrupted:
+            return None
+        for turn in self.trimmed:
+            turn.trimmed = True
+        return self.conversation.commit(self.key, self.user, model_content(answer), answer.request.model_id,
+                                        answer.usage, answer.exchange)
+
+
+def begin(conversation: Conversation, key: str, user, budget: int) -> PendingTurn:
+    """Start a turn of `conversation` from cell (or widget message) `key`."""
+    text = "".join(p.text or "" for p in (user.parts or []))
+    return PendingTurn(conversation, key, user, conversation.over_budget(key, budget, incoming=len(text) // 4))
+
+
 class Conversations(dict):
     """Every conversation of a shell, by name; made on first use."""
 

@@ -315,23 +315,19 @@ class GeminiMagics(Magics):
                                 interval=self.update_interval)
         chat = self._chat_for(args)
         key = self._cell_key or _source_key(f"%%gemini {line}\n{cell}")
+        pending = None
         if chat is not None:
-            user = request.contents
-            trimmed = chat.over_budget(key, self.chat_token_budget, incoming=len(_text_of(user)) // 4)
-            if trimmed:
-                print(f"Chat {chat.name!r}: the {len(trimmed)} oldest turn(s) are no longer sent, to stay within "
-                      f"{self.chat_token_budget:,} tokens (GeminiMagics.chat_token_budget).", file=sys.stderr)
-            request.contents = chat.contents(key, user, skip=trimmed)
+            from .history import begin
+
+            pending = begin(chat, key, request.contents, self.chat_token_budget)
+            if pending.trimmed:
+                print(f"Chat {chat.name!r}: the {len(pending.trimmed)} oldest turn(s) are no longer sent, to stay "
+                      f"within {self.chat_token_budget:,} tokens (GeminiMagics.chat_token_budget).", file=sys.stderr)
+            request.contents = pending.contents
         answer = self.engine.send(request)
         play(answer, renderer)
-        if chat is not None and answer.error is None and not answer.interrupted:
-            # Only a complete answer becomes a turn: a failed or interrupted one leaves
-            # the conversation exactly as it was.
-            from .history import model_content
-
-            for turn in trimmed:
-                turn.trimmed = True
-            done = chat.commit(key, user, model_content(answer), request.model_id, answer.usage, answer.exchange)
+        done = pending.finish(answer) if pending is not None else None
+        if done is not None:
             if done.dropped:
                 print(f"Chat {chat.name!r}: this cell's earlier turn was replaced, and the {done.dropped} "
                       f"turn(s) after it were dropped.", file=sys.stderr)
@@ -839,10 +835,6 @@ def _source_key(source: str) -> str:
     import hashlib
 
     return "source:" + hashlib.sha256(source.strip().encode()).hexdigest()[:16]
-
-
-def _text_of(content) -> str:
-    return "".join(p.text or "" for p in (content.parts or []))
 
 
 class _LazyClient:

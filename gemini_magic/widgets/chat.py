@@ -197,9 +197,7 @@ class Approval:
 @dataclass
 class _Run:
     answer: Any
-    user: Any
-    key: str
-    trimmed: list
+    pending: Any  # history.PendingTurn
     message: Message
     thread: threading.Thread | None = None
     stopped: bool = False
@@ -316,6 +314,7 @@ class ChatWidget(widgets.VBox):
         from ..client import types
         from ..engine import Request
         from ..errors import GeminiError
+        from ..history import begin
 
         from_box = text is None
         text = (self.text if from_box else text).strip()
@@ -341,8 +340,9 @@ class ChatWidget(widgets.VBox):
         user = types().Content(role="user", parts=parts)
         key = self._new_key()
         conversation = self.conversation
-        trimmed = conversation.over_budget(key, self.magics.chat_token_budget, incoming=len(text) // 4)
-        request = Request(model=self.model.value, contents=conversation.contents(key, user, skip=trimmed),
+        pending = begin(conversation, key, user, self.magics.chat_token_budget)
+        trimmed = pending.trimmed
+        request = Request(model=self.model.value, contents=pending.contents,
                           config=config, stream=True, toolbox=toolbox, max_steps=self.magics.max_steps)
         answer = self.magics.engine.send(request)
         if from_box:
@@ -350,7 +350,7 @@ class ChatWidget(widgets.VBox):
         self.upload.value = ()
         self._add(Message("user", text, widgets.HTML(_user_html(text, [f["name"] for f in files]))))
         reply = self._add(Message("model", "", widgets.HTML(_model_html(_TYPING))))
-        run = _Run(answer, user, key, trimmed, reply)
+        run = _Run(answer, pending, reply)
         if trimmed:
             run.notices.append(f"The {len(trimmed)} oldest turn(s) were not sent, to stay within "
                                f"{self.magics.chat_token_budget:,} tokens (GeminiMagics.chat_token_budget).")
@@ -552,7 +552,6 @@ class ChatWidget(widgets.VBox):
 
     def _finish(self, run: _Run) -> None:
         from ..engine import usage_line
-        from ..history import model_content
         from ..render.bundles import compose
 
         with self._lock:
@@ -568,10 +567,7 @@ class ChatWidget(widgets.VBox):
             elif run.stopped or answer.interrupted:
                 note = "Stopped: the partial answer stays here, but is not part of the conversation."
             else:
-                for turn in run.trimmed:
-                    turn.trimmed = True
-                self.conversation.commit(run.key, run.user, model_content(answer), answer.request.model_id,
-                                         answer.usage, answer.exchange)
+                run.pending.finish(answer)
                 note = answer.notice() or ""
             note = " ".join([*run.notices, note]).strip()
             body = compose(answer, "markdown")["text/html"] if answer.blocks else ""
@@ -585,12 +581,12 @@ class ChatWidget(widgets.VBox):
             if self._run is run:
                 self._run = None
             if not (run.crash or answer.error or run.stopped or answer.interrupted):
-                index = self.conversation.index_of(run.key)
+                index = self.conversation.index_of(run.pending.key)
                 turn = self.conversation.turns[index] if index is not None else None
                 for message in self.messages[-2:]:
                     message.turn = turn
                 turns = self.conversation.turns
-                if turns and turns[-1].key == run.key and _same(turns[:-1], self._shown):
+                if turns and turns[-1].key == run.pending.key and _same(turns[:-1], self._shown):
                     self._shown = tuple(turns)  # the view already shows every turn
             self._show_log()
             if run.retried:
