@@ -7,6 +7,7 @@ Every test talks real HTTP from ``genai.Client`` to ``FakeGemini`` on
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -195,7 +196,8 @@ def test_stream_default_three_chunks_with_final_metadata(server, client):
     assert len(chunks) == 3
     assert "".join(c.text for c in chunks) == "Echo: one two three"
     assert [c.candidates[0].finish_reason for c in chunks] == [None, None, types.FinishReason.STOP]
-    assert [c.usage_metadata is not None for c in chunks] == [False, False, True]
+    # Usage on every chunk, the output count growing to the answer's.
+    assert [c.usage_metadata.candidates_token_count for c in chunks] == [1, 3, 4]
     assert {c.response_id for c in chunks} == {"resp-1"}
     assert all(c.candidates[0].content.role == "model" for c in chunks)
     assert server.last.path == f"/v1/models/{MODEL}:streamGenerateContent"
@@ -725,3 +727,491 @@ def test_cli(tmp_path):
         proc.terminate()
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+# ---------------------------------------------------------------------------
+# What the real server sends (gemini-wire.md, items 1-13), checked against the
+# recordings in tests/realwire where one shows the fact
+# ---------------------------------------------------------------------------
+
+REALWIRE = ROOT / "tests" / "realwire"
+GEMINI3 = "gemini-3-flash-preview"
+
+
+def recording(name: str) -> dict:
+    return json.loads((REALWIRE / name).read_text(encoding="utf-8"))
+
+
+def raw_call(
+    server: FakeGemini, path: str, body: object = None, headers: dict | None = None, method: str = "POST"
+) -> tuple[int, object, bytes]:
+    """One plain HTTP request (the key header unless `headers` says otherwise); the
+    answer's status, headers (case-insensitive) and exact body bytes."""
+    sent = {"Content-Type": "application/json", "x-goog-api-key": "k", **(headers or {})}
+    sent = {k: v for k, v in sent.items() if v is not None}
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(server.url + path, data=data, headers=sent, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers, err.read()
+
+
+def prompt(text: str) -> dict:
+    return {"contents": [{"role": "user", "parts": [{"text": text}]}]}
+
+
+def sse_payloads(body: bytes) -> list[bytes]:
+    """The JSON texts of an SSE body, checking its framing on the way."""
+    pieces = body.split(b"\r\n\r\n")
+    assert pieces[-1] == b"", "the body ends with a blank line"
+    assert all(p.startswith(b"data: ") and b"\n" not in p for p in pieces[:-1]), body[:200]
+    return [p.removeprefix(b"data: ") for p in pieces[:-1]]
+
+
+def stream_events(server: FakeGemini, text: str = "one two three four five six", model: str = MODEL) -> list[dict]:
+    status, _, body = raw_call(server, f"/v1beta/models/{model}:streamGenerateContent?alt=sse", prompt(text))
+    assert status == 200
+    return [json.loads(p) for p in sse_payloads(body)]
+
+
+def recorded_events(name: str) -> list[dict]:
+    return [json.loads(p) for p in sse_payloads(recording(name)["body"].encode())]
+
+
+# -- 1: framing ----------------------------------------------------------------
+
+
+def assert_sse_like_google(body: bytes) -> None:
+    assert b"event:" not in body and b"[DONE]" not in body
+    for payload in sse_payloads(body):
+        json.loads(payload)
+        # Compact as Google writes it: '": ' after keys, no space after commas.
+        assert b'": ' in payload and b'", "' not in payload and b", {" not in payload
+
+
+def test_fact1_sse_events_are_crlf_framed_data_lines_like_the_recording(server):
+    assert_sse_like_google(recording("b_sse_gemini-2.5-flash_usage_mid_stream_pydantic-ai.json")["body"].encode())
+    status, headers, body = raw_call(server, f"/v1beta/models/{MODEL}:streamGenerateContent?alt=sse",
+                                     prompt("a b c d e f"))
+    assert status == 200 and headers["Content-Type"] == "text/event-stream"
+    assert_sse_like_google(body)
+    assert len(sse_payloads(body)) == 3
+
+
+def assert_pretty_json_array(body: bytes) -> list:
+    """One JSON array: '[' + pretty elements joined by '\\n,\\r\\n' + '\\n]'."""
+    assert body.startswith(b"[{\n  \"") and body.endswith(b"}\n]")
+    elements = body[1:-2].split(b"\n,\r\n")
+    parsed = [json.loads(element) for element in elements]
+    for element, value in zip(elements, parsed, strict=True):
+        assert element.decode() == json.dumps(value, indent=2, ensure_ascii=False)
+    assert json.loads(body) == parsed
+    return parsed
+
+
+def test_fact1_a_stream_without_alt_sse_is_one_pretty_json_array_like_the_recording(server):
+    real = recording("b_jsonarray_gemini-3-flash-preview_llm-gemini.json")
+    recorded = assert_pretty_json_array(real["body"].encode())
+    server.queue("Hello")
+    status, headers, body = raw_call(server, f"/v1beta/models/{GEMINI3}:streamGenerateContent",
+                                     json.loads(real["request"]["body"]))
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    events = assert_pretty_json_array(body)
+    assert len(events) == len(recorded) == 2  # a short answer is one event, then Gemini 3's tail
+    assert [sorted(e) for e in events] == [sorted(e) for e in recorded]
+
+
+# -- 2: usage, modelVersion and responseId on every chunk ----------------------
+
+
+def assert_usage_on_every_chunk(events: list[dict]) -> None:
+    assert all({"usageMetadata", "modelVersion", "responseId"} <= set(e) for e in events)
+    assert len({e["responseId"] for e in events}) == 1
+    counts = [e["usageMetadata"].get("candidatesTokenCount", 0) for e in events]
+    assert counts == sorted(counts) and counts[0] < counts[-1]
+
+
+def test_fact2_usage_model_version_and_id_on_every_chunk_counts_growing(server, client):
+    assert_usage_on_every_chunk(recorded_events("b_sse_gemini-2.5-flash_usage_mid_stream_pydantic-ai.json"))
+    events = stream_events(server)
+    assert_usage_on_every_chunk(events)
+    # The last chunk's figures are the answer's: the same as the whole answer's.
+    whole = client.models.generate_content(model=MODEL, contents="one two three four five six")
+    chunks = list(client.models.generate_content_stream(model=MODEL, contents="one two three four five six"))
+    assert chunks[-1].usage_metadata == whole.usage_metadata
+    assert [c.usage_metadata.prompt_token_count for c in chunks] == [6, 6, 6]
+
+
+def test_fact2_explicit_usage_grows_to_the_given_figures(server):
+    final = {"promptTokenCount": 18, "candidatesTokenCount": 80, "totalTokenCount": 133, "thoughtsTokenCount": 35}
+    server.queue(Reply(chunks=["a b ", "c d ", "e"], usage=final))
+    usages = [e["usageMetadata"] for e in stream_events(server)]
+    assert usages[-1] == final
+    assert [u["candidatesTokenCount"] for u in usages] == [32, 64, 80]
+    assert all(u["totalTokenCount"] - u["candidatesTokenCount"] == 53 for u in usages)
+    assert all(u["thoughtsTokenCount"] == 35 for u in usages)  # thinking came first
+
+
+def test_fact2_the_prompt_count_can_change_on_the_final_chunk_like_the_recording(server, client):
+    recorded = [e["usageMetadata"]["promptTokenCount"]
+                for e in recorded_events("c_fc_sse_gemini-3-pro-preview_sig_pydantic-ai_2of2.json")]
+    assert recorded[0] != recorded[-1]
+    usage = [{"promptTokenCount": 55, "candidatesTokenCount": n, "totalTokenCount": 55 + n} for n in (4, 8)]
+    usage.append({"promptTokenCount": 257, "candidatesTokenCount": 8, "totalTokenCount": 265})
+    server.queue(Reply(chunks=["The capital of Mexico", " is Mexico City."], usage=usage))
+    chunks = list(client.models.generate_content_stream(model=GEMINI3, contents="q"))
+    assert [c.usage_metadata.prompt_token_count for c in chunks] == [55, 55, 257]  # Gemini 3's tail is third
+    assert chunks[-1].usage_metadata.total_token_count == 265
+
+
+# -- 3: finishReason is not last-only ------------------------------------------
+
+
+def test_fact3_a_short_answer_is_one_event_with_text_finish_and_usage(server):
+    [event] = stream_events(server, "hi")
+    cand = event["candidates"][0]
+    assert cand["content"]["parts"] == [{"text": "Echo: hi"}]
+    assert cand["finishReason"] == "STOP" and event["usageMetadata"]["candidatesTokenCount"] == 2
+
+
+def finish_reasons(events: list[dict]) -> list:
+    return [e["candidates"][0].get("finishReason") for e in events]
+
+
+def test_fact3_a_code_execution_stream_has_stop_in_the_middle_and_at_the_end(server, client):
+    recorded = finish_reasons(recorded_events("e_code_execution_sse_gemini-2.5-pro_pydantic-ai.json"))
+    assert recorded[-1] == "STOP" and "STOP" in recorded[:-1]
+    server.queue(Reply(parts=[
+        {"executableCode": {"language": "PYTHON", "code": "print(2 * 21)"}},
+        {"codeExecutionResult": {"outcome": "OUTCOME_OK", "output": "42\n"}},
+        {"text": "It is "}, {"text": "42."},
+    ]))
+    chunks = list(client.models.generate_content_stream(model=MODEL, contents="q"))
+    stop = types.FinishReason.STOP
+    assert [c.candidates[0].finish_reason for c in chunks] == [stop, None, None, stop]
+    assert "".join(c.text or "" for c in chunks[2:]) == "It is 42."
+
+
+# -- 4: thought signatures ----------------------------------------------------
+
+
+def test_fact4_gemini3_streams_end_with_a_signed_empty_part_like_the_recording(server):
+    recorded = json.loads(recording("b_jsonarray_gemini-3-flash-preview_llm-gemini.json")["body"])
+    server.queue("Hello")
+    for events in (recorded, stream_events(server, "Say just hello", GEMINI3)):
+        [tail] = events[-1]["candidates"][0]["content"]["parts"]
+        assert tail["text"] == "" and base64.b64decode(tail["thoughtSignature"])
+        assert finish_reasons(events)[-1] == "STOP" and not any(finish_reasons(events)[:-1])
+        assert "thoughtSignature" not in events[0]["candidates"][0]["content"]["parts"][0]
+
+
+def test_fact4_gemini25_streams_have_no_empty_tail_and_no_text_signatures(server):
+    events = stream_events(server, "Say just hello")
+    parts = [p for e in events for p in e["candidates"][0]["content"]["parts"]]
+    assert all(p["text"] and "thoughtSignature" not in p for p in parts)
+
+
+def test_fact4_gemini3_signs_text_and_image_parts_without_include_thoughts(server, client):
+    image = {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}
+    server.queue(Reply(text="A plain answer."), Reply(parts=[{"text": "Here:"}, image]))
+    [text] = client.models.generate_content(model=GEMINI3, contents="q").candidates[0].content.parts
+    assert text.text == "A plain answer." and text.thought_signature
+    words, picture = client.models.generate_content(model=GEMINI3, contents="q").candidates[0].content.parts
+    assert picture.inline_data.data == b"\x89PNG\r\n\x1a\n" and len(picture.thought_signature) > 500
+    assert words.thought_signature and words.thought_signature != picture.thought_signature
+    # 2.5 models do not sign plain text.
+    server.queue(Reply(text="A plain answer."))
+    assert client.models.generate_content(model=MODEL, contents="q").candidates[0].content.parts[0].thought_signature \
+        is None
+
+
+CALLS = [{"functionCall": {"name": "weather", "args": {"city": "Berlin"}}},
+         {"functionCall": {"name": "best_language_to_learn", "args": {}}}]
+
+
+@pytest.mark.parametrize("model", [MODEL, GEMINI3])
+def test_fact4_in_parallel_calls_only_the_first_call_is_signed_like_the_recording(server, client, model):
+    real = json.loads(recording("c_fc_parallel_gemini-2.5-flash_ruby_llm_1of2.json")["body"])
+    for parts in (real["candidates"][0]["content"]["parts"], None):
+        if parts is None:
+            server.queue(Reply(parts=CALLS))
+            status, _, body = raw_call(server, f"/v1beta/models/{model}:generateContent", prompt("q"))
+            parts = json.loads(body)["candidates"][0]["content"]["parts"]
+        assert ["thoughtSignature" in p for p in parts] == [True, False]
+        assert all("thoughtSignature" not in p["functionCall"] for p in parts)  # beside it, never inside
+
+
+def test_fact4_gemini3_rejects_a_tool_turn_that_lost_its_signature(server, client):
+    server.queue(Reply(parts=CALLS[:1]), "Sunny.", "Sunny.")
+    question = types.Content(role="user", parts=[types.Part(text="Weather in Berlin?")])
+    call_turn = client.models.generate_content(model=GEMINI3, contents=question).candidates[0].content
+    answer = types.Content(role="user", parts=[types.Part(function_response=types.FunctionResponse(
+        name="weather", response={"result": "sunny"}))])
+    # Kept as returned: accepted.
+    assert client.models.generate_content(model=GEMINI3, contents=[question, call_turn, answer]).text == "Sunny."
+    stripped = call_turn.model_copy(deep=True)
+    stripped.parts[0].thought_signature = None
+    with pytest.raises(errors.ClientError) as info:
+        client.models.generate_content(model=GEMINI3, contents=[question, stripped, answer])
+    assert info.value.code == 400 and "missing a thought_signature" in info.value.message
+    assert "`default_api:weather` , position 2" in info.value.message
+    # 2.5 models do not check.
+    assert client.models.generate_content(model=MODEL, contents=[question, stripped, answer]).text == "Sunny."
+
+
+# -- 5: function call ids and finishMessage -------------------------------------
+
+
+def test_fact5_call_ids_go_back_in_function_responses_and_call_turns_have_a_finish_message(server, client):
+    call = Reply(parts=[{"functionCall": {"id": "call-7", "name": "weather", "args": {}}}])
+    server.queue(call, call, "Done.")
+    real = json.loads(recording("c_fc_parallel_gemini-2.5-flash_ruby_llm_1of2.json")["body"])["candidates"][0]
+    ours = json.loads(raw_call(server, f"/v1beta/models/{MODEL}:generateContent", prompt("q"))[2])["candidates"][0]
+    assert ours["finishMessage"] == real["finishMessage"] == "Model generated function call(s)."
+    question = types.Content(role="user", parts=[types.Part(text="Weather?")])
+    response = client.models.generate_content(model=MODEL, contents=question)
+    cand = response.candidates[0]
+    assert response.function_calls[0].id == "call-7"
+    answer = types.Content(role="user", parts=[types.Part(function_response=types.FunctionResponse(
+        id="call-7", name="weather", response={"result": "sunny"}))])
+    assert client.models.generate_content(model=MODEL, contents=[question, cand.content, answer]).text == "Done."
+    sent = server.last.body["contents"]
+    assert sent[1]["parts"][0]["functionCall"]["id"] == "call-7"
+    assert sent[2]["parts"][0]["functionResponse"]["id"] == "call-7"
+    # A text answer has no finishMessage.
+    assert "finishMessage" not in json.loads(raw_call(server, f"/v1beta/models/{MODEL}:generateContent",
+                                                      prompt("q"))[2])["candidates"][0]
+
+
+# -- 6: thought-flagged code execution -----------------------------------------
+
+
+def test_fact6_code_execution_parts_can_carry_thought_true(server, client):
+    recorded = [p for e in recorded_events("e_code_execution_sse_gemini-2.5-pro_pydantic-ai.json")
+                for p in e["candidates"][0]["content"]["parts"]]
+    assert any(p.get("thought") and "executableCode" in p for p in recorded)
+    server.queue(Reply(parts=[
+        {"executableCode": {"language": "PYTHON", "code": "print(1)"}, "thought": True},
+        {"codeExecutionResult": {"outcome": "OUTCOME_OK", "output": "1\n"}, "thought": True},
+        {"text": "One."},
+    ]))
+    parts = [p for c in client.models.generate_content_stream(model=MODEL, contents="q")
+             for p in c.candidates[0].content.parts]
+    assert [(p.thought, p.executable_code is not None, p.code_execution_result is not None) for p in parts] == [
+        (True, True, False), (True, False, True), (None, False, False)]
+
+
+# -- 7: grounding --------------------------------------------------------------
+
+GROUNDED = "Café crème: 3 €. Paris is big."
+ODD_URI = "https://example.org/a path/(x),y/ü?q=a b,c"
+
+
+def grounded_reply() -> Reply:
+    from tests.fake_gemini.server import grounding_metadata
+
+    meta = grounding_metadata(GROUNDED, [("Café crème: 3 €.", [0]), ("Paris is big.", [0, 1])],
+                              [(ODD_URI, "odd"), ("https://b.example/", "B")], ["café <paris>"])
+    return Reply(chunks=["Café crème: 3 €.", " Paris is big."], grounding=meta)
+
+
+def test_fact7_support_offsets_are_utf8_bytes_and_start_index_0_is_omitted(server):
+    real = json.loads(recording("d_grounding_gemini-3.5-flash_byte_offsets_ruby_llm.json")["body"])
+    for response in (real, None):
+        if response is None:
+            server.queue(grounded_reply())
+            response = json.loads(raw_call(server, f"/v1beta/models/{MODEL}:generateContent", prompt("q"))[2])
+        cand = response["candidates"][0]
+        text = "".join(p["text"] for p in cand["content"]["parts"]).encode("utf-8")
+        supports = cand["groundingMetadata"]["groundingSupports"]
+        assert "startIndex" not in supports[0]["segment"]
+        for support in supports:
+            segment = support["segment"]
+            piece = text[segment.get("startIndex", 0):segment["endIndex"]].decode("utf-8")
+            assert piece == segment["text"]
+
+
+def test_fact7_streamed_events_carry_empty_grounding_until_the_last(server, client):
+    server.queue(grounded_reply())
+    events = stream_events(server)
+    assert [e["candidates"][0]["groundingMetadata"] == {} for e in events] == [True, False]
+    server.queue(grounded_reply())
+    chunks = list(client.models.generate_content_stream(model=MODEL, contents="q"))
+    chunk = chunks[-1].candidates[0].grounding_metadata.grounding_chunks[0]
+    assert chunk.web.uri == ODD_URI  # sent as is: spaces, commas, parentheses, non-ASCII
+
+
+def test_fact7_rendered_content_escapes_angle_brackets_like_the_recording(server):
+    real = recording("d_grounding_gemini-3.5-flash_byte_offsets_ruby_llm.json")["body"]
+    server.queue(grounded_reply())
+    body = raw_call(server, f"/v1beta/models/{MODEL}:generateContent", prompt("q"))[2]
+    for wire in (real.encode(), body):
+        assert b'"renderedContent": "\\u003cstyle\\u003e' in wire and b"<" not in wire and b">" not in wire
+    rendered = json.loads(body)["candidates"][0]["groundingMetadata"]["searchEntryPoint"]["renderedContent"]
+    assert "café &lt;paris&gt;" not in rendered and "café <paris>" in rendered
+    assert "Café crème".encode() in body  # non-ASCII as UTF-8, not \\u escapes
+
+
+# -- 8: defaults omitted, never null -------------------------------------------
+
+
+def test_fact8_max_tokens_of_a_thinking_model_has_content_without_parts(server, client):
+    real = json.loads(recording("k_max_tokens_thinking_no_parts_gemini-2.5-pro_pydantic-ai.json")["body"])
+    server.queue(Reply(text="", finish_reason="MAX_TOKENS", usage={"promptTokenCount": 15, "thoughtsTokenCount": 2,
+                                                                   "totalTokenCount": 17}))
+    ours = json.loads(raw_call(server, f"/v1beta/models/{MODEL}:generateContent", prompt("q"))[2])
+    for response in (real, ours):
+        assert response["candidates"][0]["content"] == {"role": "model"}
+        assert response["candidates"][0]["finishReason"] == "MAX_TOKENS"
+        assert "candidatesTokenCount" not in response["usageMetadata"]
+    server.queue(Reply(text="", finish_reason="MAX_TOKENS"))
+    response = client.models.generate_content(model=MODEL, contents="q")
+    assert response.text is None and response.candidates[0].content.parts is None
+
+
+def test_fact8_a_safety_stop_has_empty_content(server):
+    server.queue(Reply(finish_reason="SAFETY"), Reply(text="Some words then", finish_reason="SAFETY"))
+    response = json.loads(raw_call(server, f"/v1beta/models/{MODEL}:generateContent", prompt("q"))[2])
+    assert response["candidates"][0]["content"] == {}
+    events = stream_events(server)
+    assert events[-1]["candidates"][0] == {"content": {}, "finishReason": "SAFETY", "index": 0}
+    assert all("finishReason" not in e["candidates"][0] for e in events[:-1])
+
+
+def test_fact8_a_blocked_prompt_has_no_candidates_key_like_the_recording(server):
+    real = json.loads(recording("k_prompt_blocked_prohibited_content_gemini-3.7-flash_vercel.json")["body"])
+    server.queue(Blocked("PROHIBITED_CONTENT"))
+    ours = json.loads(raw_call(server, f"/v1beta/models/{MODEL}:generateContent", prompt("bad words"))[2])
+    for response in (real, ours):
+        assert "candidates" not in response
+        assert response["promptFeedback"] == {"blockReason": "PROHIBITED_CONTENT"}
+    assert sorted(ours) == sorted(real)
+    assert sorted(ours["usageMetadata"]) == sorted(real["usageMetadata"])
+
+
+def test_no_null_anywhere_in_generated_answers(server):
+    server.queue(Reply(parts=[{"text": "x", "thoughtSignature": None}], model_version=None))
+    body = raw_call(server, f"/v1beta/models/{MODEL}:generateContent", prompt("q"))[2]
+    assert b"null" not in body and json.loads(body)["candidates"][0]["content"]["parts"] == [{"text": "x"}]
+
+
+# -- 9: key errors, and errors on ?alt=sse ---------------------------------------
+
+
+def test_fact9_a_missing_key_is_403_unregistered_callers(server):
+    for path in (f"/v1beta/models/{MODEL}:generateContent", "/v1beta/models"):
+        status, _, body = raw_call(server, path, prompt("q") if "generate" in path else None,
+                                   {"x-goog-api-key": None}, "POST" if "generate" in path else "GET")
+        error = json.loads(body)["error"]
+        assert (status, error["code"], error["status"]) == (403, 403, "PERMISSION_DENIED")
+        assert "unregistered callers" in error["message"]
+    assert not [r for r in server.requests if r.action == "generateContent" and r.api_key]
+
+
+def test_fact9_errors_on_alt_sse_are_plain_json_with_the_event_stream_type_like_the_recording(server, client):
+    real = recording("h_400_api_key_invalid_on_sse_genai-sdk_mirascope.json")
+    server.valid_keys = {"good"}
+    status, headers, body = raw_call(server, f"/v1beta/models/{MODEL}:streamGenerateContent?alt=sse", prompt("q"),
+                                     {"x-goog-api-key": "bad"})
+    assert status == real["status"] == 400
+    assert headers["Content-Type"] == real["response_headers"]["Content-Type"] == "text/event-stream"
+    assert not body.startswith(b"data:")
+    assert body.decode() == real["body"]  # the same bytes, word for word
+    bad = make_client(server, key="bad")  # kept: a client no one holds closes its connection
+    with pytest.raises(errors.ClientError) as info:
+        next(bad.models.generate_content_stream(model=MODEL, contents="q"))
+    assert info.value.code == 400 and info.value.details["error"]["details"][0]["reason"] == "API_KEY_INVALID"
+
+
+# -- 10: service tier ----------------------------------------------------------
+
+
+def test_fact10_answers_carry_the_service_tier(server):
+    for path in (f"/v1beta/models/{MODEL}:generateContent", f"/v1beta/models/{MODEL}:streamGenerateContent?alt=sse"):
+        status, headers, body = raw_call(server, path, prompt("q"))
+        assert headers["X-Gemini-Service-Tier"] == "standard"
+        response = json.loads(body if "alt=sse" not in path else sse_payloads(body)[-1])
+        assert response["usageMetadata"]["serviceTier"] == "standard"
+    server.queue(Error.server(503))
+    assert raw_call(server, f"/v1beta/models/{MODEL}:generateContent", prompt("q"))[1]["X-Gemini-Service-Tier"]
+
+
+# -- 11: the 404 wording -------------------------------------------------------
+
+
+def test_fact11_the_404_matches_the_recorded_wording(server):
+    real = recording("h_404_model_not_found_genai-sdk_mirascope.json")
+    status, _, body = raw_call(server, "/v1beta/models/this-model-does-not-exist-12345:generateContent",
+                               json.loads(real["request"]["body"]))
+    assert status == real["status"] and json.loads(body) == json.loads(real["body"])
+
+
+# -- 12: camelCase answers, 64-bit numbers as strings ---------------------------
+
+
+def all_keys(value) -> set[str]:
+    if isinstance(value, dict):
+        return set(value) | {k for v in value.values() for k in all_keys(v)}
+    if isinstance(value, list):
+        return {k for v in value for k in all_keys(v)}
+    return set()
+
+
+def test_fact12_snake_case_requests_get_camel_case_answers_and_int64_as_strings(server, client, tmp_path):
+    body = {"contents": [{"role": "user", "parts": [{"text": "q"}]}],
+            "generation_config": {"max_output_tokens": 5, "thinking_config": {"include_thoughts": True}}}
+    server.queue(Reply(parts=[{"text": "hmm", "thought": True}, {"functionCall": {"name": "f", "args": {}}}]))
+    answer = json.loads(raw_call(server, f"/v1beta/models/{MODEL}:generateContent", body)[2])
+    assert not [k for k in all_keys(answer) if "_" in k]
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"x" * 1234)
+    uploaded = client.files.upload(file=path, config={"display_name": "notes.txt"})
+    assert uploaded.size_bytes == 1234
+    file_id = uploaded.name.removeprefix("files/")
+    meta = json.loads(raw_call(server, f"/v1beta/files/{file_id}", method="GET")[2])
+    assert meta["sizeBytes"] == "1234"
+    real = json.loads(recording("i_files_upload_finalize_ruby_llm.json")["body"])["file"]
+    assert isinstance(real["sizeBytes"], str) and sorted(real) == sorted(meta)
+
+
+# -- 13: resumable upload start --------------------------------------------------
+
+
+def test_fact13_upload_start_is_an_empty_text_plain_body_with_the_url_in_a_header(server):
+    real = recording("i_files_upload_start_ruby_llm.json")
+    status, headers, body = raw_call(server, "/upload/v1beta/files", {"file": {"display_name": "sample.pdf"}}, {
+        "X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start",
+        "X-Goog-Upload-Header-Content-Length": "3", "X-Goog-Upload-Header-Content-Type": "application/pdf"})
+    assert (status, body) == (200, b"") and real["body"] == ""
+    assert headers["Content-Type"] == real["response_headers"]["Content-Type"] == "text/plain; charset=utf-8"
+    assert headers["X-Goog-Upload-Status"] == "active"
+    url = headers["X-Goog-Upload-URL"]
+    assert url.startswith(server.url + "/upload/v1beta/files?upload_id=")
+    status, headers, body = raw_call(server, url.removeprefix(server.url), None, {
+        "X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0", "Content-Type": "application/pdf"})
+    # urllib sends no body for data=None: the declared 3 bytes never came.
+    assert status == 400 and headers["X-Goog-Upload-Status"] == "final"
+
+
+# -- queue_raw -------------------------------------------------------------------
+
+
+def test_queue_raw_serves_the_bytes_to_the_next_generate_like_request_on_any_version(server, client):
+    body = b'{\n  "candidates": [{"content": {"parts": [{"text": "raw!"}], "role": "model"}}]\n}\n'
+    server.queue_raw(200, {"Content-Type": "application/json; charset=UTF-8", "Vary": ["Origin", "Referer"],
+                           "Content-Encoding": "gzip", "Transfer-Encoding": "chunked", "X-Extra": "1"}, body)
+    assert server.pending == 1
+    # A models call does not take it; the generate call (SDK default v1) does.
+    assert list(client.models.list())
+    assert client.models.generate_content(model="no-such-model", contents="q").text == "raw!"
+    status, headers, got = raw_call(server, f"/v1/models/{MODEL}:generateContent", prompt("q"))
+    assert json.loads(got)["candidates"][0]["content"]["parts"][0]["text"] == "Echo: q"  # used once
+    server.queue_raw(429, [("Content-Type", "text/plain")], "slow", actions=("list",))
+    status, headers, got = raw_call(server, "/v1beta/models", method="GET")
+    assert (status, got, headers["Content-Type"]) == (429, b"slow", "text/plain")
+    assert headers.get("Content-Encoding") is None and headers.get_all("Vary") is None
+    server.queue_raw(200, {"Vary": ["Origin", "Referer"]}, b"{}")
+    status, headers, got = raw_call(server, f"/v1/models/{MODEL}:countTokens", prompt("q"))
+    assert headers.get_all("Vary") == ["Origin", "Referer"] and headers["Content-Length"] == "2"

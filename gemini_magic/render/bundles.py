@@ -39,7 +39,7 @@ def compose(answer, fmt: str, footer: str = "") -> dict:
     """The bundle for a whole answer: its text, and where there are any, tool-call
     cards, code Gemini ran, media parts and search citations, in order."""
     from ..engine import PartBlock, TextBlock, ThoughtBlock, ToolBlock
-    from .tools import card_html, card_text, cite, part_html, part_text, sources_markdown
+    from .tools import card_html, card_text, citations, part_html, part_text, sources_markdown
 
     blocks = answer.blocks
     grounding = answer.grounding
@@ -55,8 +55,8 @@ def compose(answer, fmt: str, footer: str = "") -> dict:
         elif isinstance(block, TextBlock):
             text = block.text
             # Offsets in grounding refer to the whole answer's text: exact with one block.
-            shown = cite(text, grounding) if grounding is not None and only_text else text
-            html_parts.append(to_html(shown) if fmt == "markdown" else answer_bundle(text, fmt)["text/html"])
+            cited = citations(text, grounding) if grounding is not None and only_text else None
+            html_parts.append(to_html(text, cited) if fmt == "markdown" else answer_bundle(text, fmt)["text/html"])
             plain_parts.append(text)
         elif isinstance(block, ToolBlock):
             html_parts.append(card_html(block.call))

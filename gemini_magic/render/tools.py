@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import html
 import json
-from urllib.parse import quote_plus
+import re
+from urllib.parse import quote, quote_plus, urlsplit
 
 from .markdown import code_block
 
@@ -88,36 +89,76 @@ def part_text(part) -> str:
 # -- Google Search grounding --------------------------------------------------------------
 
 
-def cite(text: str, grounding) -> str:
-    """Numbered citation links after each grounded segment of the answer's text.
+def citations(text: str, grounding) -> dict[int, list[tuple[str, str]]]:
+    """The numbered source links to show after each grounded segment of the answer's
+    text: {character offset: [(number, URL or "")]}, for markdown.to_html.
 
-    The API's segment offsets count UTF-8 bytes, so markers go in at byte offsets."""
+    The API's segment offsets count UTF-8 bytes; one inside a character counts
+    from the character's end."""
     chunks = grounding.grounding_chunks or []
-    supports = grounding.grounding_supports or []
-    raw = text.encode("utf-8")
-    inserts: dict[int, list[int]] = {}
-    for support in supports:
+    size = len(text.encode("utf-8"))
+    ends: dict[int, list[int]] = {}
+    for support in grounding.grounding_supports or []:
         end = support.segment.end_index if support.segment is not None else None
-        if end is None or end > len(raw):
+        if end is None or not 0 < end <= size:
             continue
         for index in support.grounding_chunk_indices or []:
-            if index < len(chunks) and index not in inserts.setdefault(end, []):
-                inserts[end].append(index)
-    for end in sorted(inserts, reverse=True):
-        marks = "".join(_citation(i, chunks[i]) for i in inserts[end])
-        raw = raw[:end] + marks.encode("utf-8") + raw[end:]
-    return raw.decode("utf-8", "replace")
+            if 0 <= index < len(chunks) and index not in ends.setdefault(end, []):
+                ends[end].append(index)
+    if not ends:
+        return {}
+    chars, done = {}, 0  # byte offset of each character's end -> character offset
+    for position, char in enumerate(text, 1):
+        done += len(char.encode("utf-8"))
+        chars[done] = position
+    out: dict[int, list[tuple[str, str]]] = {}
+    for end, indices in ends.items():
+        at = chars.get(end) or next(chars[b] for b in range(end, size + 1) if b in chars)
+        out.setdefault(at, []).extend((str(i + 1), _web_uri(chunks[i].web)) for i in indices)
+    return out
+
+
+# What may stay as is in each part of a link: RFC 3986's unreserved characters, the
+# reserved ones valid there, and the % of an existing escape. Parentheses are
+# escaped too, although valid: a Markdown link would end at a ")".
+_HOST_SAFE = "-._~!$&'*+,;=:@[]%"
+_PATH_SAFE = "-._~!$&'*+,;=:@/%"
+_QUERY_SAFE = _PATH_SAFE + "?"
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _escaped(piece: str, safe: str) -> str:
+    return quote(_STRAY_PERCENT.sub("%25", piece), safe=safe.replace("(", "").replace(")", ""))
 
 
 def _web_uri(web) -> str:
-    """A source's link, only if it is http(s): anything else is shown as plain text."""
-    uri = (web.uri or "") if web is not None else ""
-    return uri if uri.lower().startswith(("https://", "http://")) else ""
+    """A source's link, only if it is http(s) (anything else is shown as plain text),
+    with what is unsafe in a URL percent-encoded: spaces, non-ASCII, quotes, angle
+    brackets, parentheses... Existing %XX escapes are kept, so nothing is encoded twice."""
+    uri = ((web.uri or "") if web is not None else "").strip()
+    if not uri.lower().startswith(("https://", "http://")):
+        return ""
+    parts = urlsplit(uri)
+    host = parts.netloc
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")  # an international domain name
+        except UnicodeError:
+            pass  # not a valid one: percent-encoded below
+    url = f"{parts.scheme.lower()}://{_escaped(host, _HOST_SAFE)}{_escaped(parts.path, _PATH_SAFE)}"
+    if parts.query or "?" in uri.split("#")[0]:
+        url += "?" + _escaped(parts.query, _QUERY_SAFE)
+    if parts.fragment:
+        url += "#" + _escaped(parts.fragment, _QUERY_SAFE)
+    return url
 
 
-def _citation(index: int, chunk) -> str:
-    uri = _web_uri(chunk.web)
-    return f" [[{index + 1}]]({uri})" if uri else f" [{index + 1}]"
+_MARKDOWN_ACTIVE = re.compile(r"([\\`*_\[\]<>$~|])|&(?=#?\w+;)")
+
+
+def _plain(text: str) -> str:
+    """Text shown as is inside Markdown (a source title, a search query)."""
+    return _MARKDOWN_ACTIVE.sub(lambda m: "\\" + m.group(0), " ".join(text.split()))
 
 
 def sources_markdown(grounding) -> str:
@@ -128,7 +169,7 @@ def sources_markdown(grounding) -> str:
         web = chunk.web
         if web is None:
             continue
-        title = (web.title or web.domain or web.uri or "source").replace("[", "(").replace("]", ")")
+        title = _plain(web.title or web.domain or web.uri or "source")
         uri = _web_uri(web)
         lines.append(f"{number}. [{title}]({uri})" if uri else f"{number}. {title}")
     out = ""
@@ -136,7 +177,6 @@ def sources_markdown(grounding) -> str:
         out += "\n\n**Sources**\n\n" + "\n".join(lines)
     queries = grounding.web_search_queries or []
     if queries:
-        links = " · ".join(f"[{q.replace('[', '(').replace(']', ')')}](https://www.google.com/search?q={quote_plus(q)})"
-                           for q in queries)
+        links = " · ".join(f"[{_plain(q)}](https://www.google.com/search?q={quote_plus(q)})" for q in queries)
         out += f"\n\n**Google Search suggestions:** {links}"
     return out

@@ -11,6 +11,9 @@
 
 Knobs (reset() restores them and clears the queue, log and responder):
     server.queue(*answers)   FIFO answers for generate/stream calls (str = Reply(text=))
+    server.queue_raw(status, headers, body)  a canned HTTP response, byte for byte, for
+                             the next generate/stream/countTokens call (any path or
+                             version; `actions=` for others), e.g. a real recording
     server.responder = fn    fn(ReceivedRequest) -> Reply|Error|Blocked|str|None when
                              the queue is empty; None falls back to the echo
     (default answer)         Reply(text="Echo: " + last user text)
@@ -18,6 +21,10 @@ Knobs (reset() restores them and clears the queue, log and responder):
     server.accept_model_prefixes  unlisted ids accepted for generation ("gemini", "gemma")
     server.valid_keys        None = any key, else a set of accepted keys
     server.chunk_delay       seconds between streamed chunks
+Answers are shaped as the real API sends them (gemini-wire.md, "What the real
+server sends"): usage on every streamed chunk, thought signatures by model family
+(gemini-3* vs 2.5), Google's JSON formatting; grounding_metadata() builds grounding
+with UTF-8 byte offsets.
 Log: server.requests (ReceivedRequest list), server.last, server.errors
 (exceptions raised by a responder, each answered with a 500).
 Scripts: FakeGemini.from_script(path_or_dict), server.load_script(...);
@@ -29,9 +36,11 @@ from .server import (
     Blocked,
     Error,
     FakeGemini,
+    RawResponse,
     ReceivedRequest,
     Reply,
     ScriptResponder,
+    grounding_metadata,
 )
 
 __all__ = [
@@ -39,7 +48,9 @@ __all__ = [
     "Blocked",
     "Error",
     "FakeGemini",
+    "RawResponse",
     "ReceivedRequest",
     "Reply",
     "ScriptResponder",
+    "grounding_metadata",
 ]

@@ -9,8 +9,18 @@ authority):
 
 * Routes live under ``/v1/`` and ``/v1beta/`` (SDK 3.x defaults to v1).
 * ``:streamGenerateContent?alt=sse`` answers ``text/event-stream`` where each
-  event is ``data: <one full GenerateContentResponse JSON>`` plus a blank
-  line; there is no ``[DONE]`` marker, the stream ends with the body.
+  event is ``data: <one full GenerateContentResponse JSON>`` plus ``\r\n\r\n``;
+  there is no ``[DONE]`` marker, the stream ends with the body. Without
+  ``alt=sse`` a stream is one pretty-printed JSON array.
+* Answers follow what the real server sends (gemini-wire.md, "What the real
+  server sends", checked against tests/realwire): Google's JSON formatting
+  (pretty bodies, compact events, ``<``/``>`` as ``\u003c``/``\u003e``), usage,
+  modelVersion and responseId on every streamed chunk, no null and no zero
+  defaults, thought signatures by model family (``gemini-3*``: on text and
+  image parts and a closing empty part; thinking models: on the first function
+  call), ``finishMessage`` on function-call turns, empty grounding on all but
+  the last chunk, ``X-Gemini-Service-Tier``, 403 for a request without a key,
+  errors to ``?alt=sse`` as plain JSON typed ``text/event-stream``.
 * Errors are ``{"error": {"code", "message", "status", "details"}}``. In a
   stream the SDK raises when an event's JSON *starts with* ``{"error":`` (it
   re-dumps the parsed event), so an error event must have ``error`` as its
@@ -26,7 +36,9 @@ authority):
   ``X-Goog-Upload-Offset``. Each chunk answer must carry
   ``X-Goog-Upload-Status`` (``active`` between chunks, ``final`` at the end):
   without it the SDK retries the chunk after sleeping 1, 2, 4 s. The SDK
-  replaces the upload URL's scheme and host with its own base URL.
+  sends the chunks to the upload URL as given (SDK 3.6.1 rewrites its host
+  only when the call's own http_options carry a base_url), and without the key:
+  the session id in the URL is the credential.
 * Batch API (``client.batches``, Gemini Developer API): ``POST
   /{v}/models/{m}:batchGenerateContent`` with ``{"batch": {"displayName",
   "inputConfig": {"fileName": "files/..."} | {"requests": {"requests":
@@ -70,7 +82,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote_plus, unquote, urlsplit
 
 API_VERSIONS = ("v1", "v1beta")
 GENERATE_ACTIONS = ("generateContent", "streamGenerateContent")
@@ -79,6 +91,10 @@ MAX_PAGE_SIZE = 1000
 
 _GOOGLE_RPC = "type.googleapis.com/google.rpc."
 _RATE_LIMIT_DOCS = "https://ai.google.dev/gemini-api/docs/rate-limits"
+# Sent as the X-Gemini-Service-Tier header and usageMetadata.serviceTier.
+SERVICE_TIER = "standard"
+# Requests that queue_raw() answers by default: the generate-like ones.
+RAW_ACTIONS = ("generateContent", "streamGenerateContent", "countTokens")
 
 # /{version}/models[/{model}][:{action}]; the model id may contain dots.
 _ROUTE = re.compile(
@@ -210,7 +226,9 @@ class Reply:
     chunks: list[str] | None = None
     parts: list[dict[str, Any]] | None = None
     finish_reason: str | None = "STOP"
-    usage: dict[str, Any] | None = None
+    # The answer's usageMetadata (streamed chunks count up to it), or one per
+    # streamed event (the last one repeating), e.g. a prompt count that changes at the end.
+    usage: dict[str, Any] | list[dict[str, Any]] | None = None
     delay: float | None = None
     model_version: str | None = None
     grounding: dict[str, Any] | None = None
@@ -275,32 +293,30 @@ class Error:
         retry_delay: str | None = "30s",
         model: str = "gemini-2.5-flash",
         limit: int = 5,
+        quota_id: str = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
         **kwargs: Any,
     ) -> Error:
-        """429 RESOURCE_EXHAUSTED as the free tier sends it."""
-        metric = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+        """429 RESOURCE_EXHAUSTED as Google sends it (realwire/h_429_*.json): Help,
+        QuotaFailure and RetryInfo details. `quota_id` names the limit, its window and
+        tier (e.g. ...PerDay...-FreeTier, GenerateContentPaidTierInputTokensPerModelPerMinute);
+        the metric follows from it. RetryInfo carries whole seconds (rounded down, as
+        Google does) while the message says the exact wait."""
+        tier = "paid_tier" if "PaidTier" in quota_id else "free_tier"
+        counted = "input_token_count" if "Token" in quota_id else "requests"
+        metric = f"generativelanguage.googleapis.com/generate_content_{tier}_{counted}"
         message = (
             "You exceeded your current quota, please check your plan and "
             f"billing details. For more information on this error, head to: "
             f"{_RATE_LIMIT_DOCS}. To monitor your current usage, head to: "
-            "https://ai.dev/usage?tab=rate-limit. \n"
+            "https://ai.dev/rate-limit. \n"
             f"* Quota exceeded for metric: {metric}, limit: {limit}, "
             f"model: {model}"
         )
+        whole = None
         if retry_delay:
             message += f"\nPlease retry in {retry_delay}."
+            whole = f"{int(float(retry_delay.rstrip('s')))}s"
         details = [
-            {
-                "@type": _GOOGLE_RPC + "QuotaFailure",
-                "violations": [
-                    {
-                        "quotaMetric": metric,
-                        "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
-                        "quotaDimensions": {"location": "global", "model": model},
-                        "quotaValue": str(limit),
-                    }
-                ],
-            },
             {
                 "@type": _GOOGLE_RPC + "Help",
                 "links": [
@@ -310,8 +326,19 @@ class Error:
                     }
                 ],
             },
+            {
+                "@type": _GOOGLE_RPC + "QuotaFailure",
+                "violations": [
+                    {
+                        "quotaMetric": metric,
+                        "quotaId": quota_id,
+                        "quotaDimensions": {"location": "global", "model": model},
+                        "quotaValue": str(limit),
+                    }
+                ],
+            },
         ]
-        return cls(429, "RESOURCE_EXHAUSTED", message, details, retry_delay, **kwargs)
+        return cls(429, "RESOURCE_EXHAUSTED", message, details, whole, **kwargs)
 
     @classmethod
     def server(cls, code: int = 500, **kwargs: Any) -> Error:
@@ -373,12 +400,39 @@ class Error:
         """403 PERMISSION_DENIED."""
         return cls(403, "PERMISSION_DENIED", message, **kwargs)
 
+    @classmethod
+    def unregistered(cls, **kwargs: Any) -> Error:
+        """403 for a request with no key at all (the wording of real answers quoted in
+        e.g. gunpal5/Google_GenerativeAI#15 and PublicAffairs/openai-gemini#92)."""
+        message = (
+            "Method doesn't allow unregistered callers (callers without established identity). "
+            "Please use API Key or other form of API consumer identity to call this API."
+        )
+        return cls(403, "PERMISSION_DENIED", message, **kwargs)
+
 
 @dataclass
 class Blocked:
-    """A prompt blocked by safety: 200, promptFeedback, no candidates."""
+    """A prompt blocked by safety: 200, promptFeedback, no candidates (the key is
+    absent, not empty). The reason may be SAFETY, PROHIBITED_CONTENT, OTHER, ..."""
 
     reason: str = "SAFETY"
+
+
+# Headers a raw response cannot dictate: the server frames the body itself
+# (recorded bodies are stored decoded, so a recorded Content-Encoding would lie).
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "content-encoding", "connection"})
+
+
+@dataclass
+class RawResponse:
+    """A canned HTTP response (see FakeGemini.queue_raw): status, headers as
+    (name, value) pairs in order, and the exact body bytes."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    actions: tuple[str, ...] = RAW_ACTIONS
 
 
 Answer = Reply | Error | Blocked
@@ -526,14 +580,34 @@ def count_words(text: str) -> int:
 def split_text(text: str, pieces: int = 3) -> list[str]:
     """Split text into up to ``pieces`` chunks that join back to ``text``.
 
-    Cuts fall between words when there are enough words, otherwise between
-    characters; every chunk is non-empty.
+    Cuts fall between words; a text of fewer words than ``pieces`` is one chunk
+    (a short answer streams as one event, as the real API sends it). Every
+    chunk is non-empty.
     """
     words = re.findall(r"\S+\s*|\s+", text)
-    units = words if len(words) >= pieces else list(text)
-    n = max(1, min(pieces, len(units)))
-    cuts = [round(i * len(units) / n) for i in range(n + 1)]
-    return ["".join(units[cuts[i] : cuts[i + 1]]) for i in range(n)]
+    if len(words) < pieces:
+        return [text]
+    n = pieces
+    cuts = [round(i * len(words) / n) for i in range(n + 1)]
+    return ["".join(words[cuts[i] : cuts[i + 1]]) for i in range(n)]
+
+
+def wire_json(obj: Any, pretty: bool = True) -> bytes:
+    """JSON as Google's servers write it: UTF-8 (not ASCII escapes), with ``<`` and
+    ``>`` escaped as ``\\u003c``/``\\u003e`` in every string (HTML-safe JSON). Pretty is
+    2-space indented (whole answers, JSON-array streams, errors); compact is
+    ``{"a": 1,"b": 2}`` (SSE events)."""
+    if pretty:
+        text = json.dumps(obj, ensure_ascii=False, indent=2)
+    else:
+        text = json.dumps(obj, ensure_ascii=False, separators=(",", ": "))
+    # Outside strings JSON has no < or >, so replacing them everywhere is exact.
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").encode("utf-8")
+
+
+def json_array_stream(events: list[Any]) -> bytes:
+    """A stream without alt=sse: one pretty JSON array, elements split by "\\n,\\r\\n"."""
+    return b"[" + b"\n,\r\n".join(wire_json(event) for event in events) + b"\n]"
 
 
 def error_body(code: int, status: str, message: str, details: list | None = None) -> dict[str, Any]:
@@ -565,19 +639,24 @@ def retry_info(delay: str) -> dict[str, Any]:
 
 
 def usage_metadata(prompt: int, candidates: int, thoughts: int = 0) -> dict[str, Any]:
-    usage = {
+    usage: dict[str, Any] = {
         "promptTokenCount": prompt,
         "candidatesTokenCount": candidates,
         "totalTokenCount": prompt + candidates + thoughts,
         "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
     }
+    if not candidates:
+        del usage["candidatesTokenCount"]  # zero is a default: omitted on the wire
     if thoughts:
         usage["thoughtsTokenCount"] = thoughts
+    usage["serviceTier"] = SERVICE_TIER  # recent answers say which tier served them
     return usage
 
 
 def reply_usage(reply: Reply, request: ReceivedRequest) -> dict[str, Any]:
     """usageMetadata for a reply: explicit, or counted in whitespace words."""
+    if isinstance(reply.usage, list):
+        return reply.usage[-1]
     if reply.usage is not None:
         return reply.usage
     answer = thoughts = 0
@@ -590,20 +669,47 @@ def reply_usage(reply: Reply, request: ReceivedRequest) -> dict[str, Any]:
     return usage_metadata(request.prompt_words(), answer, thoughts)
 
 
+def usage_so_far(final: dict[str, Any], done: int, total: int) -> dict[str, Any]:
+    """A streamed chunk's usageMetadata: the final figures with the output counted
+    up to this chunk (`done` of `total` answer words); thoughts come first, in full."""
+    usage = copy.deepcopy(final)
+    out = final.get("candidatesTokenCount")
+    if not isinstance(out, int) or total <= 0 or done >= total:
+        return usage
+    now = out * done // total
+    if now:
+        usage["candidatesTokenCount"] = now
+    else:
+        usage.pop("candidatesTokenCount")  # zero is a default: omitted on the wire
+    if isinstance(final.get("totalTokenCount"), int):
+        usage["totalTokenCount"] = final["totalTokenCount"] - (out - now)
+    return usage
+
+
+# Stops for which the real API sends the candidate's content as an empty object.
+SAFETY_STOPS = ("SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY")
+FUNCTION_CALL_MESSAGE = "Model generated function call(s)."
+
+
 def candidate(
     parts: list[dict[str, Any]],
     finish_reason: str | None = None,
     grounding: dict[str, Any] | None = None,
+    finish_message: str | None = None,
 ) -> dict[str, Any]:
-    content: dict[str, Any] = {"role": "model"}
+    content: dict[str, Any] = {}
     if parts:  # real Gemini omits "parts" entirely for an empty answer
-        content["parts"] = parts
+        content = {"parts": parts, "role": "model"}
+    elif finish_reason not in SAFETY_STOPS:  # a safety stop's content is {}
+        content = {"role": "model"}
     cand: dict[str, Any] = {"content": content}
     if finish_reason is not None:
         cand["finishReason"] = finish_reason
+    cand["index"] = 0
+    if finish_message is not None:
+        cand["finishMessage"] = finish_message
     if grounding is not None:
         cand["groundingMetadata"] = grounding
-    cand["index"] = 0
     return cand
 
 
@@ -626,59 +732,197 @@ def generate_response(
     response["responseId"] = response_id
     if extra:
         response.update(extra)
-    return response
+    return _pruned(response)
+
+
+def _pruned(value: Any) -> Any:
+    """Drop null fields at any depth: the real API omits unset fields, never sends null."""
+    if isinstance(value, dict):
+        return {k: _pruned(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
+
+
+# -- model families -----------------------------------------------------------
+
+def _bare(model: str | None) -> str:
+    return (model or "").removeprefix("models/")
+
+
+def is_gemini3(model: str | None) -> bool:
+    """Gemini 3 models sign text and image parts and end streams with an empty part."""
+    return _bare(model).startswith("gemini-3")
+
+
+def signs_calls(model: str | None) -> bool:
+    """Thinking models (2.5 and 3) put a thoughtSignature on the first function call of a turn."""
+    return _bare(model).startswith(("gemini-3", "gemini-2.5"))
+
+
+def thought_signature(response_id: str, index: int, size: int = 96) -> str:
+    """A deterministic, opaque signature (standard base64, as the API sends it)."""
+    seed = hashlib.sha256(f"{response_id}/{index}".encode()).digest()
+    return base64.b64encode((seed * (size // len(seed) + 1))[:size]).decode()
+
+
+def _is_text(part: dict[str, Any]) -> bool:
+    return isinstance(part.get("text"), str) and not part.get("thought")
+
+
+def _signed_parts(parts: list[dict[str, Any]], model: str | None, response_id: str,
+                  after_tools: bool) -> tuple[list[dict[str, Any]], bool]:
+    """Copies of a turn's parts with the signatures the model family adds (a part that
+    has one keeps it); also whether the turn still wants a closing signature (a
+    Gemini 3 text answer: on its last text part, or a stream's final empty part)."""
+    parts = [dict(part) for part in parts]
+    calls = [p for p in parts if "functionCall" in p]
+    if calls and signs_calls(model) and not any("thoughtSignature" in p for p in calls):
+        # Only the first of parallel calls is signed.
+        calls[0]["thoughtSignature"] = thought_signature(response_id, 0)
+    if not is_gemini3(model):
+        return parts, False
+    for index, part in enumerate(parts, start=1):
+        if "inlineData" in part and "thoughtSignature" not in part:
+            part["thoughtSignature"] = thought_signature(response_id, index, 1024)  # images' are long
+    wants = not calls and not after_tools and not any("thoughtSignature" in p and "inlineData" not in p for p in parts)
+    return parts, wants
 
 
 def reply_events(reply: Reply, request: ReceivedRequest, response_id: str) -> list[dict[str, Any]]:
-    """The streamed events of a reply; only the last one is "final".
+    """The streamed events of a reply, shaped as the real API streams them.
 
-    finishReason, usageMetadata, groundingMetadata and ``extra`` go on the
-    last event only, as the real API does for finishReason and usage.
+    Every event carries usageMetadata (output counts growing, the last one the
+    answer's), modelVersion and responseId. finishReason goes on the last event
+    (and, in a code-execution stream, also on the event of the code it ran);
+    groundingMetadata is ``{}`` until the last event; a function-call turn adds
+    finishMessage. Gemini 3 streams end with an extra event holding an empty
+    text part, signed unless the turn's signature went on a function call.
     """
     version = reply.model_version or request.model or ""
+    model = request.model
     chunks = reply.chunk_parts()
+    flat, signed_tail = _signed_parts([p for parts in chunks for p in parts], model, response_id,
+                                      request.after_tools())
+    it = iter(flat)
+    chunks = [[next(it) for _ in parts] for parts in chunks]
+    finish = reply.finish_reason
+    if is_gemini3(model) and any(chunks):
+        tail: dict[str, Any] = {"text": ""}
+        if signed_tail:
+            tail["thoughtSignature"] = thought_signature(response_id, len(flat) + 1)
+        chunks.append([tail])
+    elif finish in SAFETY_STOPS and any(chunks):
+        chunks.append([])  # the stop comes alone, with an empty content
+    final = reply_usage(reply, request)
+    total = sum(count_words(p.get("text") or "") for p in flat if _is_text(p))
+    code_stop = None
+    if finish == "STOP":
+        code_events = [i for i, parts in enumerate(chunks) if any(
+            "executableCode" in p and not p.get("thought") for p in parts)]
+        if code_events and code_events[-1] < len(chunks) - 1:
+            code_stop = code_events[-1]
+    has_calls = any("functionCall" in p for p in flat)
     last = len(chunks) - 1
-    events = []
+    events, done = [], 0
+    given = reply.usage if isinstance(reply.usage, list) else None
     for i, parts in enumerate(chunks):
+        done += sum(count_words(p.get("text") or "") for p in parts if _is_text(p))
+        usage = given[min(i, len(given) - 1)] if given else usage_so_far(final, done, total)
         if i < last:
-            events.append(generate_response(candidate(parts), version, response_id))
+            grounding = {} if reply.grounding is not None else None
+            cand = candidate(parts, "STOP" if i == code_stop else None, grounding)
+            events.append(generate_response(cand, version, response_id, usage))
         else:
-            events.append(
-                generate_response(
-                    candidate(parts, reply.finish_reason, reply.grounding),
-                    version,
-                    response_id,
-                    usage=reply_usage(reply, request),
-                    extra=reply.extra,
-                )
-            )
+            message = FUNCTION_CALL_MESSAGE if has_calls and finish == "STOP" else None
+            cand = candidate(parts, finish, _wire_grounding(reply.grounding), message)
+            events.append(generate_response(cand, version, response_id, final if not given else usage,
+                                            extra=reply.extra))
     return events
 
 
 def reply_response(reply: Reply, request: ReceivedRequest, response_id: str) -> dict[str, Any]:
     """The single non-streamed response: all chunks merged in one candidate."""
+    model = request.model
+    parts, signed_tail = _signed_parts(reply.merged_parts(), model, response_id, request.after_tools())
+    if signed_tail:
+        texts = [p for p in parts if _is_text(p)]
+        if texts:
+            texts[-1]["thoughtSignature"] = thought_signature(response_id, len(parts) + 1)
+    has_calls = any("functionCall" in p for p in parts)
+    message = FUNCTION_CALL_MESSAGE if has_calls and reply.finish_reason == "STOP" else None
     return generate_response(
-        candidate(reply.merged_parts(), reply.finish_reason, reply.grounding),
-        reply.model_version or request.model or "",
+        candidate(parts, reply.finish_reason, _wire_grounding(reply.grounding), message),
+        reply.model_version or model or "",
         response_id,
         usage=reply_usage(reply, request),
         extra=reply.extra,
     )
 
 
+def _wire_grounding(grounding: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Grounding as the API sends it: a segment's startIndex of 0 is omitted."""
+    if grounding is None:
+        return None
+    grounding = copy.deepcopy(grounding)
+    for support in grounding.get("groundingSupports") or []:
+        segment = support.get("segment") if isinstance(support, dict) else None
+        if isinstance(segment, dict) and segment.get("startIndex") == 0:
+            del segment["startIndex"]
+    return grounding
+
+
+def grounding_metadata(
+    text: str,
+    supports: list[tuple[str, list[int]]],
+    sources: list[tuple[str, str]],
+    queries: list[str] | None = None,
+) -> dict[str, Any]:
+    """groundingMetadata for an answer `text`, built the way the API builds it.
+
+    `supports` are (segment text, source indices): each segment is found in `text`
+    (after the previous one) and located by UTF-8 byte offsets; `sources` are
+    (uri, title) pairs, sent as given (real URIs are not always URL-safe).
+    """
+    raw = text.encode("utf-8")
+    found = []
+    start = 0
+    for segment, indices in supports:
+        at = raw.find(segment.encode("utf-8"), start)
+        if at < 0:
+            raise ValueError(f"segment {segment!r} is not in the text")
+        end = at + len(segment.encode("utf-8"))
+        found.append({"segment": {"startIndex": at, "endIndex": end, "text": segment},
+                      "groundingChunkIndices": list(indices)})
+        start = at
+    queries = list(queries or [])
+    chips = "\n".join(f'<a class="chip" href="https://www.google.com/search?q={quote_plus(q)}">{q}</a>'
+                      for q in queries)
+    rendered = f'<style>\n.chip {{}}\n</style>\n<div class="carousel">\n{chips}\n</div>'
+    metadata: dict[str, Any] = {
+        "searchEntryPoint": {"renderedContent": rendered},
+        "groundingChunks": [{"web": {"uri": uri, "title": title}} for uri, title in sources],
+        "groundingSupports": found,
+        "webSearchQueries": queries,
+    }
+    return _wire_grounding(metadata) or {}
+
+
 def blocked_response(blocked: Blocked, request: ReceivedRequest, response_id: str) -> dict[str, Any]:
     prompt = request.prompt_words()
+    usage = {"promptTokenCount": prompt, "totalTokenCount": prompt,
+             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}], "serviceTier": SERVICE_TIER}
     return generate_response(
         None,
         request.model or "",
         response_id,
-        usage={"promptTokenCount": prompt, "totalTokenCount": prompt},
+        usage=usage,
         prompt_feedback={"blockReason": blocked.reason},
     )
 
 
-def text_chunk_event(text: str, model_version: str, response_id: str) -> dict:
-    return generate_response(candidate([{"text": text}]), model_version, response_id)
+def text_chunk_event(text: str, model_version: str, response_id: str, usage: dict[str, Any] | None = None) -> dict:
+    return generate_response(candidate([{"text": text}]), model_version, response_id, usage)
 
 
 def _model_id(model: dict[str, Any]) -> str:
@@ -832,6 +1076,9 @@ class _ClientGone(Exception):
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True  # a hung handler must not block interpreter exit
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops the connects of a batch's burst, and
+    # the kernel retries them a second later: requests would arrive out of time.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], fake: FakeGemini):
         self.fake = fake
@@ -892,6 +1139,9 @@ class _Handler(BaseHTTPRequestHandler):
         request = self._read_request()
         fake._record(request)
         self._headers_sent = False
+        # Per request: a kept-alive connection reuses this handler.
+        self.sse_request = request.stream and request.query.get("alt") == "sse"
+        self.extra_headers: dict[str, str] = {}
         try:
             fake._serve(request, self)
         except (_ClientGone, BrokenPipeError, ConnectionResetError):
@@ -978,28 +1228,42 @@ class _Handler(BaseHTTPRequestHandler):
     # -- writing -----------------------------------------------------------
 
     def send_json(self, code: int, obj: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(obj).encode("utf-8")
+        """A whole JSON answer, pretty-printed as Google's servers send it. An error to
+        a ``?alt=sse`` request keeps Content-Type text/event-stream, with a plain JSON
+        body (no ``data:`` framing), as the real API answers it."""
+        content_type = "application/json; charset=UTF-8"
+        if code >= 400 and self.sse_request:
+            content_type = "text/event-stream"
+        self.send_bytes(code, wire_json(obj) + b"\n", content_type, headers)
+
+    def send_bytes(self, code: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(code)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
+        for name, value in {**self.extra_headers, **(headers or {})}.items():
             self.send_header(name, value)
         self.end_headers()
         self._headers_sent = True
         self.wfile.write(data)
 
-    def send_bytes(self, code: int, data: bytes, content_type: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
+    def send_raw(self, raw: RawResponse) -> None:
+        """A canned response, its body byte for byte; framing is this server's own."""
+        self.send_response(raw.status)
+        for name, value in raw.headers:
+            if name.lower() not in _FRAMING_HEADERS:
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(raw.body)))
         self.end_headers()
         self._headers_sent = True
-        self.wfile.write(data)
+        self.wfile.write(raw.body)
 
     def start_sse(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Disposition", "attachment")
         self.send_header("Cache-Control", "no-cache")
+        for name, value in self.extra_headers.items():
+            self.send_header(name, value)
         # Chunked framing lets each event leave as soon as it is written
         # and keeps the connection reusable afterwards.
         self.send_header("Transfer-Encoding", "chunked")
@@ -1007,7 +1271,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._headers_sent = True
 
     def send_event(self, obj: Any) -> None:
-        payload = b"data: " + json.dumps(obj).encode("utf-8") + b"\r\n\r\n"
+        payload = b"data: " + wire_json(obj, pretty=False) + b"\r\n\r\n"
         # One write per event: chunk header, payload, chunk trailer. wfile
         # is unbuffered, so this is one sendall and the client sees it now.
         self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
@@ -1030,6 +1294,7 @@ class FakeGemini:
         self.verbose = verbose
         self._lock = threading.Lock()
         self._queue: collections.deque[Answer] = collections.deque()
+        self._raw: collections.deque[RawResponse] = collections.deque()
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -1084,6 +1349,7 @@ class FakeGemini:
         """Forget queued answers, the log, the responder; restore defaults."""
         with self._lock:
             self._queue.clear()
+            self._raw.clear()
             self.requests.clear()
             self.errors.clear()
             self._response_count = 0
@@ -1126,6 +1392,7 @@ class FakeGemini:
         self.rate_limit: int | None = None
         self.rate_window: float = 60.0
         self.rejected = 0  # 429s answered for the rate limit
+        self.rejections: list[float] = []  # when (time.monotonic) each of them arrived
         self._admitted: collections.deque[float] = collections.deque()
 
     def queue(self, *answers: Answer | str) -> FakeGemini:
@@ -1135,10 +1402,36 @@ class FakeGemini:
                 self._queue.append(_as_answer(answer))
         return self
 
+    def queue_raw(
+        self,
+        status: int,
+        headers: dict[str, str | list[str]] | list[tuple[str, str]] | None,
+        body: bytes | str,
+        actions: tuple[str, ...] = RAW_ACTIONS,
+    ) -> FakeGemini:
+        """Queue a canned HTTP response (FIFO), served byte for byte to the next request
+        whose action is in `actions` (default: generate, stream, countTokens), whatever
+        its path, API version, key or model: no check runs and no answer is built.
+        `headers` as recorded (a list value repeats the header); Content-Length,
+        Transfer-Encoding, Content-Encoding and Connection are the server's own."""
+        pairs: list[tuple[str, str]] = []
+        for name, value in (headers.items() if isinstance(headers, dict) else headers or []):
+            pairs.extend((name, str(v)) for v in (value if isinstance(value, list) else [value]))
+        data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        with self._lock:
+            self._raw.append(RawResponse(status, pairs, data, tuple(actions)))
+        return self
+
+    def _take_raw(self, request: ReceivedRequest) -> RawResponse | None:
+        with self._lock:
+            if self._raw and request.action in self._raw[0].actions:
+                return self._raw.popleft()
+        return None
+
     @property
     def pending(self) -> int:
-        """Number of queued answers not yet used."""
-        return len(self._queue)
+        """Number of queued answers not yet used (raw responses included)."""
+        return len(self._queue) + len(self._raw)
 
     @property
     def last(self) -> ReceivedRequest:
@@ -1200,11 +1493,13 @@ class FakeGemini:
         return Error.not_found(model_id, request.version or "v1", method)
 
     def _key_error(self, request: ReceivedRequest) -> Error | None:
+        if not request.api_key and "authorization" not in request.headers:
+            return Error.unregistered()  # no identity at all: 403, not the bad-key 400
         if self.valid_keys is None or request.api_key in self.valid_keys:
             return None
         return Error.invalid_key()
 
-    def _over_rate_limit(self) -> Error | None:
+    def _over_rate_limit(self, request: ReceivedRequest) -> Error | None:
         if self.rate_limit is None:
             return None
         now = time.monotonic()
@@ -1215,11 +1510,13 @@ class FakeGemini:
                 self._admitted.append(now)
                 return None
             self.rejected += 1
+            self.rejections.append(now)
             wait = self.rate_window - (now - self._admitted[0])
-        return Error.quota(retry_delay=f"{max(wait, 0.001):.3f}s", limit=self.rate_limit)
+        return Error.quota(retry_delay=f"{max(wait, 0.001):.9f}s", limit=self.rate_limit,
+                           model=request.model or "gemini-2.5-flash")
 
     def _next_answer(self, request: ReceivedRequest) -> Answer:
-        limited = self._over_rate_limit()
+        limited = self._over_rate_limit(request)
         if limited is not None:
             return limited
         return self._scripted_answer(request)
@@ -1238,6 +1535,12 @@ class FakeGemini:
 
     def _serve(self, request: ReceivedRequest, handler: _Handler) -> None:
         action = request.action
+        raw = self._take_raw(request)
+        if raw is not None:
+            handler.send_raw(raw)
+            return
+        if action in (*GENERATE_ACTIONS, "countTokens"):
+            handler.extra_headers["X-Gemini-Service-Tier"] = SERVICE_TIER
         if action in FILE_ACTIONS:
             self._serve_files(request, handler)
             return
@@ -1273,6 +1576,8 @@ class FakeGemini:
             )
         else:
             problem = self._file_data_error(request) if action in GENERATE_ACTIONS else None
+            if problem is None and action in GENERATE_ACTIONS:
+                problem = _missing_signature(request)
             if problem is not None:
                 handler.send_json(problem.code, problem.body())
             else:
@@ -1281,7 +1586,8 @@ class FakeGemini:
     # -- Files API -----------------------------------------------------------
 
     def _serve_files(self, request: ReceivedRequest, handler: _Handler) -> None:
-        problem = self._key_error(request)
+        # An upload session's URL is its own credential: the SDK sends chunks without a key.
+        problem = None if request.action == "uploadChunk" else self._key_error(request)
         if problem is not None:
             handler.send_json(problem.code, problem.body(), _upload_status(request, "final"))
             return
@@ -1317,7 +1623,13 @@ class FakeGemini:
                 "version": request.version,
             }
         url = f"{self.url}/upload/{request.version}/files?upload_id={upload_id}&upload_protocol=resumable"
-        handler.send_json(200, {}, {"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active"})
+        # As the real API: an empty text/plain body, the session in the headers.
+        handler.send_bytes(200, b"", "text/plain; charset=utf-8", {
+            "X-Goog-Upload-Status": "active",
+            "X-Goog-Upload-URL": url,
+            "X-Goog-Upload-Control-URL": url,
+            "X-Goog-Upload-Chunk-Granularity": "8388608",
+        })
 
     def _upload_chunk(self, request: ReceivedRequest, handler: _Handler) -> None:
         command = {c.strip() for c in (request.upload_command or "").split(",")}
@@ -1731,7 +2043,12 @@ class FakeGemini:
                 return
             version = request.model or ""
             response_id = self._next_response_id()
-            events: list[Any] = [text_chunk_event(text, version, response_id) for text in answer.stream_texts()]
+            events: list[Any] = []
+            words = 0
+            for text in answer.stream_texts():
+                words += count_words(text)  # every chunk carries the usage so far
+                usage = usage_metadata(request.prompt_words(), words)
+                events.append(text_chunk_event(text, version, response_id, usage))
             self._send_events(handler, events + [answer.body()], self.chunk_delay, array)
             return
 
@@ -1753,7 +2070,7 @@ class FakeGemini:
 
     def _send_events(self, handler: _Handler, events: list[Any], delay: float, array: bool) -> None:
         if array:  # streamGenerateContent without alt=sse
-            handler.send_json(200, events)
+            handler.send_bytes(200, json_array_stream(events), "application/json; charset=UTF-8")
             return
         handler.start_sse()
         for i, event in enumerate(events):
@@ -1761,6 +2078,35 @@ class FakeGemini:
                 self._sleep(delay)
             handler.send_event(event)
         handler.end_sse()
+
+
+_SKIP_SIGNATURE = "skip_thought_signature_validator"  # the documented opt-out for foreign history
+
+
+def _missing_signature(request: ReceivedRequest) -> Error | None:
+    """Gemini 3 rejects a current turn whose function-call step lost its thoughtSignature
+    (the first call of each model step carries one). The current turn starts at the
+    last user content that is not only function responses; earlier turns are not checked."""
+    if not is_gemini3(request.model):
+        return None
+    contents = [c for c in request._contents() if isinstance(c, dict)]
+    start = 0
+    for index, content in enumerate(contents):
+        parts = [p for p in _get(content, "parts") or [] if isinstance(p, dict)]
+        if _get(content, "role") in (None, "user") and any(_get(p, "functionResponse") is None for p in parts):
+            start = index
+    for index in range(start, len(contents)):
+        content = contents[index]
+        calls = [p for p in _get(content, "parts") or [] if isinstance(p, dict) and _get(p, "functionCall")]
+        if _get(content, "role") != "model" or not calls or _get(calls[0], "thoughtSignature"):
+            continue
+        name = _get(_get(calls[0], "functionCall"), "name")
+        return Error(400, "INVALID_ARGUMENT", (
+            "Function call is missing a thought_signature in functionCall parts. This is required for tools "
+            "to work correctly, and missing thought_signature may lead to degraded model performance. "
+            f"Additional data, function call `default_api:{name}` , position {index + 1}. Please refer to "
+            "https://ai.google.dev/gemini-api/docs/thought-signatures for more details."))
+    return None
 
 
 def _file_action(
