@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from .replay import MODE_VARIABLE, MODES, PATH_VARIABLE
+from .client import MODE_VARIABLE, MODES, PATH_VARIABLE
 
 
 def run(paths: list[Path], mode: str, inplace: bool, timeout: int) -> int:

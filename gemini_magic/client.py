@@ -7,6 +7,7 @@ of paying for it again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from google import genai
 
-    from .replay import RecordingTransport
+    from .transport.replay import RecordingTransport
 
 # Record/replay modes (replay.py), and the variables that set them from outside.
 MODES = ("live", "record", "replay", "cache")
@@ -102,6 +103,8 @@ class Connection:
 
     One client per shell: clients made per call have been seen closing their HTTP
     pool early, and building one costs a few milliseconds we do not want per cell.
+    Under it, one HTTP stack (transport/__init__.py) for every request: record/
+    replay, the rate limiter, and the network with the SDK's proxy and TLS rules.
     """
 
     base_url: str | None = None
@@ -114,16 +117,24 @@ class Connection:
     vertexai: bool | None = None
     project: str | None = None
     location: str | None = None
+    # The network: a proxy for every request (over HTTPS_PROXY and the others), and a
+    # CA bundle (file or folder) trusted instead of the default certificates.
+    proxy: str | None = None
+    ca_bundle: str | None = None
     # Record/replay: kept here as plain values so that setting a mode (even from
     # the environment at load time) imports nothing; the transport is made with
     # the client.
     mode: str = "live"
     recording_path: str | None = None
     _transport: RecordingTransport | None = field(default=None, repr=False)
-    # Rate limits and usage (quota.py): applied to live requests by the transport.
+    # Rate limits and usage (transport/limits.py, usage.py): applied to live requests
+    # by the transport, counted per account (the endpoint and a fingerprint of the key).
     limiter: Any = None
     usage: Any = None
+    account: str = ""
     _client: Any = field(default=None, repr=False)
+    _http: Any = field(default=None, repr=False)
+    _fetcher: Any = field(default=None, repr=False)
     _lock: Any = field(default_factory=threading.RLock, repr=False)
     _built_for: tuple | None = field(default=None, repr=False)
 
@@ -144,12 +155,16 @@ class Connection:
 
     @property
     def transport(self) -> RecordingTransport:
-        if self._transport is None:
-            from .replay import RecordingTransport
+        with self._lock:
+            if self._transport is None:
+                from .transport import stack
 
-            self._transport = RecordingTransport(self.mode, self.recording_path)
-        self._transport.limiter = self.limiter
-        return self._transport
+                self._transport = stack(self.mode, self.recording_path, proxy=self.proxy, ca_bundle=self.ca_bundle)
+            stack_ = self._transport
+            stack_.inner.limiter = self.limiter
+            network = stack_.inner.inner
+            network.proxy, network.ca_bundle = self.proxy, self.ca_bundle
+            return stack_
 
     def use_vertex(self) -> bool:
         if self.vertexai is not None:
@@ -180,15 +195,54 @@ class Connection:
             "GOOGLE_VERTEX_BASE_URL" if vertex else "GOOGLE_GEMINI_BASE_URL") or None
         settings = (hash(key), base_url, self.api_version, self.timeout, vertex, project, location)
         if self._client is None or settings != self._built_for:
-            self.close()
+            if self._client is not None:
+                self._client.close()
             self._client = self._build(key, base_url, vertex, project, location)
             self._built_for = settings
+            self._use_account(key, base_url, vertex, project, location)
         return self._client
+
+    def _use_account(self, key, base_url, vertex, project, location) -> None:
+        """Quota is counted and learned per endpoint and key (a hash of it)."""
+        from .transport.learned import account_id
+
+        if vertex:
+            endpoint = base_url or (f"vertex:{project}/{location}" if project else "vertex:express")
+            key = None if project else key
+        else:
+            endpoint = base_url
+        self.account = account_id(endpoint, None if key == NO_KEY else key)
+        if self.limiter is not None:
+            self.limiter.learned.use_account(self.account)
+        if self.usage is not None:
+            self.usage.account = self.account
+
+    def http(self):
+        """The httpx client handed to the SDK: one for the connection's life, on the stack."""
+        import httpx2
+
+        with self._lock:
+            if self._http is None:
+                self._http = httpx2.Client(transport=self.transport, timeout=self.timeout)
+            return self._http
+
+    def open_url(self, url: str, timeout: float):
+        """GET a URL through the same stack (proxies, certificates, record/replay);
+        a streamed response, to be used as a context manager."""
+        import httpx2
+
+        from .transport.replay import FETCH_EXTENSION
+
+        with self._lock:
+            if self._fetcher is None:
+                self._fetcher = httpx2.Client(transport=self.transport, follow_redirects=True)
+            fetcher = self._fetcher
+        request = fetcher.build_request("GET", url, timeout=timeout, extensions={FETCH_EXTENSION: True})
+        return contextlib.closing(fetcher.send(request, stream=True))
 
     def _build(self, key: str | None, base_url: str | None, vertex: bool = False,
                project: str | None = None, location: str | None = None) -> genai.Client:
         genai = sdk()
-        import httpx2
 
         transport = self.transport
         transport.api_key = key  # so it can be scrubbed from anything recorded
@@ -198,7 +252,7 @@ class Connection:
             timeout=int(self.timeout * 1000),
             # Our own httpx client so that record/replay sits at the HTTP seam:
             # everything above it (SDK parsing, errors, streaming) runs unchanged.
-            httpx_client=httpx2.Client(transport=transport, timeout=self.timeout),
+            httpx_client=self.http(),
         )
         if vertex and project:
             # Paths under projects/P/locations/L, a Bearer token from ADC (no key is
@@ -215,10 +269,16 @@ class Connection:
         return genai.Client(api_key=key, http_options=options)
 
     def close(self) -> None:
-        if self._client is not None:
-            try:
-                self._client.close()
-            except Exception:
-                pass
-        self._client = None
-        self._built_for = None
+        """Close the client, its HTTP clients and connection pools (the SDK never
+        closes an httpx client it was handed)."""
+        with self._lock:
+            client, self._client, self._built_for = self._client, None, None
+            http, fetcher, self._http, self._fetcher = self._http, self._fetcher, None, None
+        for closeable in (client, http, fetcher):
+            if closeable is not None:
+                try:
+                    closeable.close()
+                except Exception:  # closing must not fail an unload
+                    pass
+        if self._transport is not None:
+            self._transport.close()

@@ -318,7 +318,6 @@ class Answer:
             except Exception as exc:  # SDK, HTTP and replay errors: translated below
                 error = explain(exc, self.engine.context(self.request.model_id))
                 error.__cause__ = exc
-            self.engine.learn(self.request.model_id, error)
             # Retry only what failed before any of the answer arrived: text already
             # shown cannot be taken back, and a second answer would not continue it.
             delay = self._delay(error, attempt)
@@ -391,20 +390,22 @@ class Answer:
         candidate = candidates[0]
         if candidate.finish_reason is not None:
             self.finish_reason = _enum_name(candidate.finish_reason)
-        if candidate.grounding_metadata is not None:
-            self.grounding = candidate.grounding_metadata
+        grounding = candidate.grounding_metadata
+        # Streamed chunks carry an empty groundingMetadata until the last one.
+        if grounding is not None and grounding.model_dump(exclude_none=True):
+            self.grounding = grounding
         content = candidate.content
+        show_thoughts = self._shows_thoughts()
         for part in (content.parts if content is not None and content.parts else ()):
-            self.step_parts.add(part)
+            self.step_parts.add(part)  # history keeps every part as returned, signatures included
+            if part.thought and part.function_call is None:
+                # Thought summaries, and code Gemini ran while thinking (flagged even when
+                # not asked for): shown, collapsed, only when the request asked for thoughts.
+                if show_thoughts:
+                    yield from self._thought(_thought_markdown(part))
+                continue
             if part.text is not None:
-                if part.thought:
-                    self.thought_parts.append(part.text)
-                    if self.blocks and isinstance(self.blocks[-1], ThoughtBlock):
-                        self.blocks[-1].parts.append(part.text)
-                    else:
-                        self.blocks.append(ThoughtBlock([part.text]))
-                    yield ThoughtDelta(part.text)
-                elif part.text:
+                if part.text:
                     self.text_parts.append(part.text)
                     if self.blocks and type(self.blocks[-1]) is TextBlock:  # not a ThoughtBlock
                         self.blocks[-1].parts.append(part.text)
@@ -422,6 +423,23 @@ class Answer:
                 self.other_parts.append(part)
                 self.blocks.append(PartBlock(part))
                 yield OtherPart(part)
+
+    def _shows_thoughts(self) -> bool:
+        """Whether the request asked for thoughts (--thoughts: thinking_config.include_thoughts)."""
+        thinking = self.request.config.get("thinking_config")
+        if isinstance(thinking, dict):
+            return bool(thinking.get("include_thoughts"))
+        return bool(getattr(thinking, "include_thoughts", False))
+
+    def _thought(self, text: str) -> Iterator[Any]:
+        if not text:
+            return  # an empty thought part only carries a signature
+        self.thought_parts.append(text)
+        if self.blocks and isinstance(self.blocks[-1], ThoughtBlock):
+            self.blocks[-1].parts.append(text)
+        else:
+            self.blocks.append(ThoughtBlock([text]))
+        yield ThoughtDelta(text)
 
     def _parse(self) -> None:
         schema = self.request.schema
@@ -444,6 +462,37 @@ def _function_responses(calls: list):
                                           parts=call.parts or None)
         parts.append(types.Part(function_response=response))
     return types.Content(role="user", parts=parts)
+
+
+def _thought_markdown(part) -> str:
+    """A thought part as Markdown for the thoughts block: its text, or the code Gemini
+    ran while thinking and its output as code blocks, or an image."""
+    if part.text is not None:
+        return part.text
+    if part.executable_code is not None:
+        language = str(getattr(part.executable_code.language, "value", "") or "python").lower()
+        return _fenced(part.executable_code.code or "", language)
+    if part.code_execution_result is not None:
+        return "Output:" + _fenced(part.code_execution_result.output or "")
+    blob = part.inline_data
+    if blob is not None and blob.data:
+        import base64
+
+        mime = (blob.mime_type or "").lower()
+        if mime in ("image/png", "image/jpeg", "image/gif", "image/webp"):
+            return f"\n\n![image](data:{mime};base64,{base64.b64encode(blob.data).decode()})\n\n"
+        return f"\n\n[{mime} data, {len(blob.data):,} bytes]\n\n"
+    return ""
+
+
+def _fenced(code: str, language: str = "") -> str:
+    """A fenced code block that the code cannot close early (its fence is longer than any backtick run)."""
+    longest = run = 0
+    for char in code:
+        run = run + 1 if char == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * max(3, longest + 1)
+    return f"\n\n{fence}{language}\n{code.rstrip(chr(10))}\n{fence}\n\n"
 
 
 def _has_payload(part) -> bool:
@@ -482,7 +531,9 @@ def usage_line(answer: Answer) -> str:
 
 
 def retry_line(event: Retrying, attempts: int) -> str:
-    return f"{event.error.message} Retrying in {event.delay:g} s (attempt {event.attempt} of {attempts})."
+    # Google's RetryInfo is whole seconds, rounded down: "0s" means "now".
+    when = f"in {event.delay:g} s" if event.delay >= 0.5 else "now"
+    return f"{event.error.message} Retrying {when} (attempt {event.attempt} of {attempts})."
 
 
 def provenance(answer: Answer) -> dict:
@@ -518,14 +569,6 @@ class Engine:
         store = self.connection.usage
         if store is not None and not self.replaying():
             store.add(model, usage)
-
-    def learn(self, model: str, error: GeminiError) -> None:
-        """A live 429 tells the limiter the server's delay and figure."""
-        limiter = self.connection.limiter
-        if limiter is None or self.replaying() or getattr(error, "kind", "") != "quota":
-            return
-        limiter.penalize(model, error.retry_after, getattr(error, "quota_value", None),
-                         per_minute="PerDay" not in getattr(error, "quota_id", ""))
 
     def pause(self, seconds: float) -> None:
         # A replayed error's retry needs no real wait: the answer is on disk.

@@ -56,8 +56,7 @@ class UnknownModel(GeminiError):
 class QuotaExhausted(GeminiError):
     kind = "quota"
     transient = True
-    quota_id = ""
-    quota_value: int | None = None
+    stated: list = []  # the limits the 429 stated (transport/learned.py Stated)
 
 
 class ServerProblem(GeminiError):
@@ -118,24 +117,6 @@ def retry_delay(exc) -> float | None:
     return None
 
 
-def _violation(exc) -> dict:
-    for detail in _details(exc):
-        if isinstance(detail, dict) and detail.get("@type", "").endswith("google.rpc.QuotaFailure"):
-            for violation in detail.get("violations") or []:
-                if isinstance(violation, dict):
-                    return violation
-    return {}
-
-
-def _quota_name(exc) -> str:
-    violation = _violation(exc)
-    quota = violation.get("quotaId") or violation.get("quotaMetric") or ""
-    value = violation.get("quotaValue")
-    if not quota:
-        return ""
-    return f"{quota}, limit {value}" if value else quota
-
-
 def _reason(exc) -> str:
     for detail in _details(exc):
         if isinstance(detail, dict) and detail.get("reason"):
@@ -148,7 +129,7 @@ def explain(exc: BaseException, context: Context | None = None) -> GeminiError:
     context = context or Context()
     if isinstance(exc, GeminiError):
         return exc
-    from .replay import ReplayMiss
+    from .transport.replay import ReplayMiss
 
     if isinstance(exc, ReplayMiss):
         return _not_recorded(exc)
@@ -164,12 +145,24 @@ def explain(exc: BaseException, context: Context | None = None) -> GeminiError:
             f"The request timed out{limit}.",
             "Try again, or raise the limit: %config GeminiMagics.timeout = 300.",
         )
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc) or name == "SSLCertVerificationError":
+        where = context.base_url or "the Gemini API"
+        return ConnectionFailed(
+            f"The certificate of {where} could not be verified.",
+            "Behind a corporate proxy or firewall, point SSL_CERT_FILE (or "
+            "%config GeminiMagics.ca_bundle) at your organisation's CA certificates.",
+        )
+    if name == "ProxyError":
+        return ConnectionFailed(
+            f"The proxy refused or failed the request ({exc}).",
+            "Check HTTPS_PROXY / HTTP_PROXY / ALL_PROXY (or %config GeminiMagics.proxy), and NO_PROXY.",
+        )
     if name in ("ConnectError", "RemoteProtocolError", "ReadError") or isinstance(exc, ConnectionError):
         where = context.base_url or "the Gemini API"
         return ConnectionFailed(
             f"Could not connect to {where}.",
-            "Check your network or proxy (HTTPS_PROXY), or the endpoint in GOOGLE_GEMINI_BASE_URL "
-            "/ %config GeminiMagics.base_url.",
+            "Check your network and proxy (HTTPS_PROXY, NO_PROXY, %config GeminiMagics.proxy), or the "
+            "endpoint in GOOGLE_GEMINI_BASE_URL / %config GeminiMagics.base_url.",
         )
     if isinstance(exc, ValueError) and "API key" in str(exc):
         return NoApiKey()
@@ -202,24 +195,7 @@ def _api_error(exc, context: Context) -> GeminiError:
     if code == 404:
         return _unknown_model(first_line, context)
     if code == 429:
-        delay = retry_delay(exc)
-        quota = _quota_name(exc)
-        which = f": {quota}" if quota else ""
-        when = f"Retry in {delay:g} s. " if delay is not None else "Retry later. "
-        error = QuotaExhausted(
-            f"Quota exhausted{which}.",
-            when + "The free tier allows only a few requests a minute and a day: wait, or use a "
-            "lighter model (-m gemini-2.5-flash-lite).",
-            retry_after=delay,
-        )
-        # What the limiter learns from (quota.py): the server's own figure.
-        violation = _violation(exc)
-        error.quota_id = violation.get("quotaId") or ""
-        try:
-            error.quota_value = int(violation.get("quotaValue"))
-        except (TypeError, ValueError):
-            error.quota_value = None
-        return error
+        return _quota_error(exc, context)
     if code in (408, 504):
         return Timeout(f"The server timed out ({code} {status}).", "Try again in a moment.")
     if code >= 500:
@@ -229,6 +205,34 @@ def _api_error(exc, context: Context) -> GeminiError:
             retry_after=retry_delay(exc),
         )
     return BadRequest(f"The request was rejected ({code} {status}): {first_line}", "Check the options of the cell.")
+
+
+def _quota_error(exc, context: Context) -> GeminiError:
+    """A 429 in words: the limit Google stated (which model, how much, over what
+    window, on which tier) and when to try again. A used-up daily quota is not
+    retried; the limiter keeps it until the daily reset."""
+    from .transport.learned import describe, parse_violation, quota_violations
+
+    delay = retry_delay(exc)
+    violations = quota_violations(getattr(exc, "details", None))
+    stated = [s for s in (parse_violation(v, context.model.removeprefix("models/")) for v in violations) if s]
+    daily = next((s for s in stated if s.window == "day"), None)
+    if daily is not None:
+        from .transport.limits import daily_quota_error
+
+        return daily_quota_error(daily.model, daily, sent=True)
+    if stated:
+        first = stated[0]
+        where = "" if first.model == "*" else f" for {first.model}"
+        message = f"Gemini's rate limit{where} was reached: {describe(first)}."
+    else:
+        message = "Gemini's quota is exhausted for now (429 RESOURCE_EXHAUSTED)."
+    hint = f"Retry in {delay:g} s." if delay is not None else "Wait a minute, then try again."
+    if stated:
+        hint += " Requests are paced to this limit from now on (`%gemini limits` shows it)."
+    error = QuotaExhausted(message, hint, retry_after=delay)
+    error.stated = stated
+    return error
 
 
 def _unknown_model(message: str, context: Context) -> GeminiError:
@@ -252,16 +256,17 @@ def _not_recorded(miss) -> GeminiError:
     prompt = " ".join(miss.prompt.split())
     if len(prompt) > 60:
         prompt = prompt[:57] + "..."
-    shown = f" for the prompt {prompt!r}" if prompt else f" for {miss.request.get('path')}"
+    shown = f" for the prompt {prompt!r}" if prompt else f" for {miss.request.get('path') or miss.request.get('url')}"
     where = f" in {_shown_path(miss.path)}" if miss.path else ""
     if miss.reason == "no-key":
         return NotRecorded(
             f"No recorded answer{shown}{where}, and no API key to ask Gemini.",
             "Set GEMINI_API_KEY to record it (cache mode records what is missing).",
         )
+    closest = f"{miss.closest} " if miss.closest else ""
     return NotRecorded(
         f"No recorded answer{shown}{where} (replay mode sends nothing to the network).",
-        f"Record it with a key: %gemini cache {_shown_path(miss.path) if miss.path else 'PATH'} "
+        f"{closest}Record it with a key: %gemini cache {_shown_path(miss.path) if miss.path else 'PATH'} "
         "(or GEMINI_MAGIC_MODE=cache), then run the cell again.",
     )
 

@@ -22,7 +22,7 @@ from . import __version__
 from .client import KEY_VARIABLES, Connection, find_api_key
 from .client import types as sdk_types
 from .errors import GeminiError, scrub
-from .options import APPROVE_MODES, FORMATS, THINKING_LEVELS
+from .options import APPROVE_MODES, FORMATS, THINKING_LEVELS, TIERS
 
 # The engine, conversations, renderers and tools are imported where they are first
 # used: `%load_ext` must stay fast (see benchmarks/).
@@ -49,7 +49,8 @@ COMMANDS = {
     "load NAME PATH": "load a conversation from a JSON file",
     "explain": "ask Gemini to explain the last error and suggest a fix",
     "tools [F,G]": "show the declarations Gemini gets for the @tool-marked functions (and F, G)",
-    "usage": "today's requests and tokens per model, against the daily quotas",
+    "usage": "today's requests and tokens per model at this endpoint, and the limits in force",
+    "limits [forget]": "the rate limits in force: those Google stated in a 429 ('forget' clears them)",
     "batch-status ID": "the state of a Gemini Batch API job (and its results, once done)",
     "settings": "a panel of widgets for the model and its settings, bound to %%gemini cells",
     "chat-ui [NAME]": "an interactive chat widget for conversation NAME (default: chat)",
@@ -117,14 +118,21 @@ class GeminiMagics(Magics):
     max_image_side = Int(1536, allow_none=True,
                          help="Images are downscaled so their longer side is at most this (None: never).").tag(
         config=True)
-    quota_tier = Enum(("free", "paid", "off"), "free",
-                      help="Client-side rate limits: the free tier's table, 'paid' (only rate_limits and what "
-                           "429s teach), or 'off'.").tag(config=True)
-    rate_limits = Dict(help="Per-model limits over the tier's, e.g. {'gemini-2.5-flash': {'rpm': 1000, "
-                            "'rpd': 10000, 'tpm': 1000000, 'tpd': None}}; also read from limits.json in the "
-                            "data folder.").tag(config=True)
-    shared_rpm = Int(60, allow_none=True, help="Requests a minute across all models (None: no limit).").tag(
-        config=True)
+    quota_tier = Enum(TIERS, "auto",
+                      help="Client-side rate limits: 'auto' paces only to limits Google stated in a 429 (and "
+                           "rate_limits); 'free' adds the free tier's published table; 'paid' is 'auto'; 'off' "
+                           "sends at once. Default GEMINI_MAGIC_QUOTA, else auto.").tag(config=True)
+    rate_limits = Dict(help="Per-model limits, e.g. {'gemini-2.5-flash': {'rpm': 1000, 'rpd': 10000, 'tpm': "
+                            "1000000}}; also read from limits.json in the data folder.").tag(config=True)
+    shared_rpm = Int(None, allow_none=True,
+                     help="Requests a minute across all models (None: the free tier's 60 on quota_tier 'free', "
+                          "else no limit).").tag(config=True)
+    proxy = Unicode(None, allow_none=True,
+                    help="Proxy URL for every request, over HTTPS_PROXY/HTTP_PROXY/ALL_PROXY (NO_PROXY still "
+                         "applies); default: the environment's.").tag(config=True)
+    ca_bundle = Unicode(None, allow_none=True,
+                        help="CA certificates to trust (a PEM file or a folder), e.g. a corporate proxy's; default "
+                             "SSL_CERT_FILE / SSL_CERT_DIR, else the system's.").tag(config=True)
     track_usage = Bool(True, help="Count requests and tokens per model and day (%gemini usage).").tag(config=True)
     approve = Enum(APPROVE_MODES, "auto", help="Tool calls: auto, ask before each, or never (--approve).").tag(
         config=True)
@@ -136,8 +144,10 @@ class GeminiMagics(Magics):
     summary_rows = Int(5, help="DataFrame/Series rows shown of a value.").tag(config=True)
 
     def __init__(self, shell=None, **kwargs):
-        super().__init__(shell=shell, **kwargs)
+        # Made first: loading %config values during super().__init__ notifies the
+        # observers that configure it.
         self.connection = Connection()
+        super().__init__(shell=shell, **kwargs)
         self.default_chat: str | None = None
         self._cell_key: str | None = None  # the running cell, from the pre_run_cell event
         self._last_error: LastError | None = None
@@ -145,9 +155,9 @@ class GeminiMagics(Magics):
 
     @default("quota_tier")
     def _quota_tier_default(self) -> str:
-        # GEMINI_MAGIC_QUOTA sets it from outside (a CI job, a paid-tier machine).
-        value = os.environ.get("GEMINI_MAGIC_QUOTA", "free").strip().lower()
-        return value if value in ("free", "paid", "off") else "free"
+        # GEMINI_MAGIC_QUOTA sets it from outside (a CI job, a machine on the free tier).
+        value = os.environ.get("GEMINI_MAGIC_QUOTA", "auto").strip().lower()
+        return value if value in TIERS else "auto"
 
     @cached_property
     def engine(self):
@@ -159,15 +169,19 @@ class GeminiMagics(Magics):
         return engine
 
     def _configure_quota(self) -> None:
-        from .quota import Limiter, UsageStore, data_dir
+        from .transport.learned import LearnedLimits, default_path
+        from .transport.limits import Limiter
+        from .usage import UsageStore, data_dir
 
-        usage = UsageStore() if self.track_usage else None
+        usage = UsageStore(account=self.connection.account) if self.track_usage else None
         overrides = _limits_file(data_dir() / "limits.json")
         overrides.update(self.rate_limits)
+        learned = LearnedLimits(default_path())
+        learned.use_account(self.connection.account or learned.account)
         self.connection.usage = usage
-        self.connection.limiter = Limiter(self.quota_tier, overrides, self.shared_rpm, usage)
+        self.connection.limiter = Limiter(self.quota_tier, overrides, self.shared_rpm, usage, learned)
         if self.connection._transport is not None:
-            self.connection._transport.limiter = self.connection.limiter
+            self.connection.transport  # noqa: B018  (hands the new limiter to the quota layer)
 
     @observe("quota_tier", "rate_limits", "shared_rpm", "track_usage")
     def _quota_changed(self, change) -> None:
@@ -203,7 +217,7 @@ class GeminiMagics(Magics):
             self._last_error = capture_error(exc, getattr(result.info, "raw_cell", "") or "")
 
     @observe("base_url", "api_version", "timeout", "retry_attempts", "retry_max_wait", "vertexai", "project",
-             "location")
+             "location", "proxy", "ca_bundle")
     def _settings_changed(self, change) -> None:
         self._sync_connection()
 
@@ -215,6 +229,8 @@ class GeminiMagics(Magics):
         self.connection.vertexai = self.vertexai
         self.connection.project = self.project
         self.connection.location = self.location
+        self.connection.proxy = self.proxy
+        self.connection.ca_bundle = self.ca_bundle
         if "engine" in self.__dict__:  # made on first use, with the policy then in force
             self.engine.retry = self._retry_policy()
 
@@ -415,6 +431,7 @@ class GeminiMagics(Magics):
             "max_side": None if args.no_downscale else self.max_image_side,
             "uploads": self.uploads,
             "progress": upload_progress(self.shell),
+            "open_url": self.connection.open_url,
         }
         parts = [attachment(spec, self.shell.user_ns, **options) for spec in args.image or ()]
         for segment in segments:
@@ -528,7 +545,7 @@ class GeminiMagics(Magics):
             "record": self._record, "replay": self._record, "cache": self._record,
             "chat": self._chat, "history": self._history, "reset": self._reset,
             "save": self._save, "load": self._load, "explain": self._explain, "tools": self._tools,
-            "chat-ui": self._chat_ui, "batch-status": self._batch_status,
+            "chat-ui": self._chat_ui, "batch-status": self._batch_status, "limits": self._rate_limits,
         }
         simple["settings"] = self._settings
         simple["usage"] = self._usage
@@ -728,13 +745,34 @@ class GeminiMagics(Magics):
     # -- quota ------------------------------------------------------------------------
 
     def _usage(self) -> None:
-        from .quota import usage_table
+        from .usage import usage_table
 
         self.engine  # noqa: B018  (sets up the limiter and the usage store)
         if self.connection.usage is None:
             print("Usage is not tracked (GeminiMagics.track_usage = False).")
             return
+        self._account()
         print(usage_table(self.connection.usage, self.connection.limiter))
+
+    def _rate_limits(self, command: str, rest: list[str]) -> None:
+        self.engine  # noqa: B018
+        self._account()
+        limiter = self.connection.limiter
+        if rest == ["forget"]:
+            count = limiter.learned.forget()
+            print(f"Forgot {count} limit(s) Google stated for this key and endpoint.")
+            return
+        if rest:
+            raise UsageError("Usage: %gemini limits  (or: %gemini limits forget)")
+        print("\n".join(limiter.describe_limits()))
+
+    def _account(self) -> None:
+        """Which endpoint and key quota is counted for: the client knows (without a
+        key, as in replay, the endpoint alone)."""
+        try:
+            self.connection.client()
+        except GeminiError:
+            pass
 
     # -- widgets ----------------------------------------------------------------------
 

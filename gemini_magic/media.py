@@ -341,11 +341,16 @@ def _is_url(text: str) -> bool:
     return text[:8].lower().startswith(("http://", "https://"))
 
 
-def _fetch(url: str, max_side: int | None) -> _Media:
+def _fetch(url: str, max_side: int | None, open_url: Callable | None = None) -> _Media:
+    """Download a URL. `open_url(url, timeout)` is the connection's (client.py), so the
+    fetch goes through the proxies, certificates and record/replay of every request."""
     import httpx2
 
+    if open_url is None:
+        def open_url(address: str, timeout: float):
+            return httpx2.stream("GET", address, timeout=timeout, follow_redirects=True)
     try:
-        with httpx2.stream("GET", url, timeout=FETCH_TIMEOUT, follow_redirects=True) as response:
+        with open_url(url, FETCH_TIMEOUT) as response:
             response.raise_for_status()
             declared = int(response.headers.get("content-length") or 0)
             if declared > UPLOAD_LIMIT:
@@ -365,7 +370,7 @@ def _fetch(url: str, max_side: int | None) -> _Media:
     except (httpx2.HTTPError, httpx2.InvalidURL, ValueError) as exc:
         raise MediaError(
             f"Could not fetch URL: {url} ({type(exc).__name__}: {exc}).",
-            "Check the address and your network (or proxy: HTTPS_PROXY).",
+            "Check the address and your network (proxy: HTTPS_PROXY, NO_PROXY or %config GeminiMagics.proxy).",
         ) from exc
     data = bytes(data)
     mime = content_type.split(";")[0].strip().lower()
@@ -378,14 +383,14 @@ def _fetch(url: str, max_side: int | None) -> _Media:
 # -- conversion ------------------------------------------------------------------------
 
 
-def _to_media(value: Any, max_side: int | None) -> _Media:
+def _to_media(value: Any, max_side: int | None, open_url: Callable | None = None) -> _Media:
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
         return _Media(data, _sniff_or_fail(data, "these bytes"), "bytes")
     if isinstance(value, PurePath):
         return _from_path(Path(value), max_side)
     if isinstance(value, str):
-        return _fetch(value, max_side) if _is_url(value) else _from_path(Path(value), max_side)
+        return _fetch(value, max_side, open_url) if _is_url(value) else _from_path(Path(value), max_side)
     if _is_pil_image(value):
         return _from_pil(value, max_side)
     if _is_array(value):
@@ -408,6 +413,7 @@ def to_part(
     max_side: int | None = DEFAULT_MAX_SIDE,
     uploads: Uploads | None = None,
     progress: Progress | None = None,
+    open_url: Callable | None = None,
 ) -> types.Part:
     """One value as one `types.Part`: inline bytes, or a Files API reference when the
     data is over INLINE_LIMIT (which needs `client`).
@@ -425,7 +431,7 @@ def to_part(
         return value
     if _is_sdk(value, "File"):  # an upload the user made with client.files.upload
         return types.Part(file_data=types.FileData(file_uri=value.uri, mime_type=value.mime_type))
-    media = _to_media(value, max_side)
+    media = _to_media(value, max_side, open_url)
     size = len(media.data)
     if size > UPLOAD_LIMIT:
         raise _too_large(media.name, size)
@@ -448,7 +454,7 @@ def attachment(spec: str, namespace: dict, **kwargs: Any) -> types.Part:
         attachment("plots/fig1.png", shell.user_ns)      # a file
         attachment("https://example.com/cat.jpg", {})    # a download
 
-    `kwargs` go to `to_part` (client, max_side, uploads, progress).
+    `kwargs` go to `to_part` (client, max_side, uploads, progress, open_url).
     """
     spec = spec.strip()
     if spec in namespace and spec.isidentifier():

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -17,25 +19,31 @@ from tests.kernel import KernelSession
 # Distinctive, so a scan of any output or file can prove it never leaks.
 TEST_KEY = "test-key-DO-NOT-LEAK-7f3c9a1e"
 
-# Usage counts of the test session go here, never to the user's data folder.
-_DATA_DIR = tempfile.mkdtemp(prefix="gemini-magic-test-data-")
+# Usage counts and learned limits of the test session go under here, never to the
+# user's data folder: each test (and each kernel) gets a folder of its own, so a
+# limit one test's 429 taught does not pace the next test.
+_DATA_ROOT = tempfile.mkdtemp(prefix="gemini-magic-test-data-")
+
+
+def fresh_data_dir() -> str:
+    return tempfile.mkdtemp(dir=_DATA_ROOT)
 
 _CLEARED = (
     "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_GENAI_USE_ENTERPRISE", "GOOGLE_GENAI_API_VERSION",
     "GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_CLOUD_PROJECT",
     "GOOGLE_CLOUD_LOCATION", "GOOGLE_VERTEX_BASE_URL",
     "GEMINI_MAGIC_MODE", "GEMINI_MAGIC_RECORDING", "GEMINI_MAGIC_QUOTA", "GEMINI_MAGIC_DATA_DIR",
-    "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy",
 )
+# Proxy variables are left as the machine has them: NO_PROXY exempts the local test
+# server, as it would for a user behind a proxy (tests/test_networks.py proves both).
 
 
 def kernel_environment(server_url: str | None, key: str | None = TEST_KEY) -> dict:
     """The environment a test process or kernel runs with."""
     env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    # The fake server has no quota; tests of the limiter turn it on themselves.
-    env["GEMINI_MAGIC_QUOTA"] = "off"
-    env["GEMINI_MAGIC_DATA_DIR"] = _DATA_DIR
+    # The quota tier is the default a user gets (auto), never switched off for tests.
+    env["GEMINI_MAGIC_DATA_DIR"] = fresh_data_dir()
     if key:
         env["GEMINI_API_KEY"] = key
     if server_url:
@@ -66,8 +74,7 @@ def env(server, monkeypatch):
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.url)
-    monkeypatch.setenv("GEMINI_MAGIC_QUOTA", "off")
-    monkeypatch.setenv("GEMINI_MAGIC_DATA_DIR", _DATA_DIR)
+    monkeypatch.setenv("GEMINI_MAGIC_DATA_DIR", fresh_data_dir())
     return monkeypatch
 
 
@@ -122,3 +129,66 @@ def fails(ip, prompt: str, options: str = ""):
     with pytest.raises(CellFailed) as info:
         ip.run_cell_magic("gemini", options, prompt)
     return info.value
+
+
+@pytest.fixture
+def site():
+    """A local web server: site.serve(path, content_type, body) -> its URL."""
+    routes: dict[str, tuple[str, bytes]] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path not in routes:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            content_type, body = routes[self.path]
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+
+    class Site:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+
+        def serve(self, path: str, content_type: str, body: bytes) -> str:
+            routes[path] = (content_type, body)
+            return self.url + path
+
+    yield Site()
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+class FakeTime:
+    """A clock that only moves when the limiter sleeps (or a test says so); `wall`
+    is the epoch clock learned limits expire by, moving with it."""
+
+    def __init__(self, start: float = 1000.0, wall: float = 1_767_225_600.0):  # 2026-01-01 00:00 UTC
+        self.now = start
+        self.wall_start = wall - start
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return self.wall_start + self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0, "the limiter slept for nothing"
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

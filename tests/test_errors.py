@@ -143,7 +143,7 @@ SCENARIOS = {
     "invalid-key": (_invalid_key, "API_KEY_INVALID"),
     "permission": (_permission, "Permission denied"),
     "unknown-model": (_unknown_model, "gemini-2.5-flsh"),
-    "quota": (_quota, "Quota exhausted"),
+    "quota": (_quota, "rate limit for gemini-2.5-flash was reached: 5 requests a minute on the free tier"),
     "server-error": (_server_error, "503"),
     "timeout": (_timeout, "timed out"),
     "refused": (_refused, "Could not connect"),
@@ -301,16 +301,18 @@ def test_unknown_model_with_no_close_match_points_to_the_list(ip, server):
 
 
 def test_quota_is_retried_after_the_servers_delay(ip, server, arrivals, capsys):
-    server.queue(Error.quota(retry_delay="0.2s"), Reply(text="Recovered answer"))
+    # Google's RetryInfo carries whole seconds ("1s") while its message says 1.2s.
+    server.queue(Error.quota(retry_delay="1.2s"), Reply(text="Recovered answer"))
     ip.run_cell_magic("gemini", "", "Say hi")
     captured = capsys.readouterr()
     assert "Recovered answer" in captured.out
-    assert "Quota exhausted" in captured.err and "0.2" in captured.err
+    assert ("Gemini's rate limit for gemini-2.5-flash was reached: 5 requests a minute on the free tier. "
+            "Retrying in 1 s (attempt 2 of 4).") in captured.err
     requests = generate_requests(server)
     assert len(requests) == 2
     assert requests[0].user_texts() == requests[1].user_texts() == ["Say hi"]
     assert len(arrivals) == 2
-    assert arrivals[1] - arrivals[0] >= 0.15  # the server asked for 0.2 s
+    assert arrivals[1] - arrivals[0] >= 0.95  # the server asked for 1 s
 
 
 def test_quota_retry_uses_the_delay_the_server_asked_for(ip, server, sleeps):
@@ -324,9 +326,10 @@ def test_quota_beyond_retry_attempts_fails_naming_the_limit(ip, server, sleeps):
     server.queue(*[Error.quota(retry_delay="3s", limit=15) for _ in range(3)])
     exc = fail(ip)
     assert_short(exc)
-    assert "Quota exhausted" in exc.error.message
-    assert "limit 15" in exc.error.message
-    assert "Retry in 3 s" in exc.error.hint
+    assert exc.error.message == ("Gemini's rate limit for gemini-2.5-flash was reached: 15 requests a minute on "
+                                 "the free tier.")
+    assert "Retry in 3 s" in exc.error.hint and "paced to this limit" in exc.error.hint
+    assert "flash-lite" not in exc.error.hint  # no advice naming a model that may not fit
     assert len(generate_requests(server)) == 2
     assert sleeps == [3.0]
 
@@ -335,7 +338,7 @@ def test_quota_delay_longer_than_retry_max_wait_fails_at_once(ip, server, sleeps
     config(ip, "retry_max_wait = 1")
     server.queue(Error.quota(retry_delay="30s"), Reply(text="never asked for"))
     exc = fail(ip)
-    assert "Quota exhausted" in exc.error.message
+    assert "rate limit for gemini-2.5-flash was reached" in exc.error.message
     assert "Retry in 30 s" in exc.error.hint
     assert len(generate_requests(server)) == 1
     assert sleeps == []

@@ -10,9 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -151,45 +149,6 @@ def final_display(ex) -> dict:
 def small_inline_limit(monkeypatch):
     monkeypatch.setattr(media, "INLINE_LIMIT", SMALL_INLINE_LIMIT)
     return SMALL_INLINE_LIMIT
-
-
-@pytest.fixture
-def site():
-    """A local web server: site.serve(path, content_type, body) -> its URL."""
-    routes: dict[str, tuple[str, bytes]] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            if self.path not in routes:
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            content_type, body = routes[self.path]
-            self.send_response(200)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-
-    class Site:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}"
-
-        def serve(self, path: str, content_type: str, body: bytes) -> str:
-            routes[path] = (content_type, body)
-            return self.url + path
-
-    yield Site()
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
 
 
 # -- media interpolated into the prompt ------------------------------------------------------

@@ -11,9 +11,10 @@ import time
 import httpx2
 import pytest
 
+import gemini_magic
 from gemini_magic.client import Connection
 from gemini_magic.engine import Engine, Failed, Request, Retrying, TextDelta
-from gemini_magic.replay import normalize_request, request_key
+from gemini_magic.transport.replay import normalize_request, request_key
 from tests.conftest import TEST_KEY, ask, fails
 from tests.fake_gemini import Error, Reply
 from tests.fake_gemini.server import reply_events
@@ -422,7 +423,10 @@ def test_api_key_is_never_recorded(ip, server, rec):
     for form in _key_forms(TEST_KEY):
         assert form not in data, form
     assert b"x-goog-api-key" not in data.lower()
-    assert b"headers" not in data
+    # Only response headers the SDK reads are kept: the content type, never a request's.
+    for entry in entries(rec):
+        for response in entry["responses"]:
+            assert set(response.get("headers", {})) <= {"content-type"}, response
 
 
 def test_key_echoed_by_the_server_is_scrubbed(ip, server, rec):
@@ -560,3 +564,100 @@ def test_interrupted_stream_is_not_recorded(engines, server, rec):
     replayed, _ = run(engines("replay", rec), "Prompt B")
     assert replayed.error is not None and replayed.error.kind == "not-recorded"
     assert server.requests == []
+
+
+# -- recordings survive an SDK upgrade -------------------------------------------------------------
+
+
+class _NewerSdk(httpx2.BaseTransport):
+    """What a later google-genai might do: add fields to every request body."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.content and request.headers.get("content-type", "").startswith("application/json"):
+            body = json.loads(request.content)
+            body["sdkTelemetry"] = {"client": "google-genai/9.9.9"}
+            body.setdefault("generationConfig", {})["mediaResolution"] = "MEDIA_RESOLUTION_UNSPECIFIED"
+            headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+            request = httpx2.Request(request.method, request.url, headers=headers,
+                                     content=json.dumps(body).encode(), extensions=request.extensions)
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _newer_sdk(connection: Connection) -> None:
+    """The connection's SDK client, rebuilt on an HTTP client that adds the fields."""
+    connection.close()
+    connection._http = httpx2.Client(transport=_NewerSdk(connection.transport))
+
+
+def test_replay_survives_fields_a_newer_sdk_adds(ip, server, rec, env, capsys):
+    command(ip, f"record {rec}")
+    server.queue(Reply(chunks=["Paris ", "it is."]), Reply(text="Lima."))
+    assert ask(ip, "Capital of France?", "-t 0.2") == "Paris it is."
+    assert ask(ip, "Capital of Peru?", "--no-stream") == "Lima."
+    reload_extension(ip)
+    env.delenv("GEMINI_API_KEY")
+    command(ip, f"replay {rec}")
+    _newer_sdk(gemini_magic._magics.connection)
+    server.reset()
+    assert ask(ip, "Capital of France?", "-t 0.2") == "Paris it is."
+    assert ask(ip, "Capital of Peru?", "--no-stream") == "Lima."
+    assert server.requests == []
+    capsys.readouterr()
+    command(ip, "recording")
+    status = capsys.readouterr().out
+    assert "2 replayed from recorded requests that this version of google-genai adds fields to" in status
+    assert "generationConfig.mediaResolution" in status and "sdkTelemetry" in status
+    # A request that really changed (another temperature) still misses, naming the difference.
+    failure = fails(ip, "Capital of France?", "-t 0.9")
+    assert failure.error.kind == "not-recorded"
+    assert "differs in generationConfig.temperature (0.2 recorded, 0.9 now)" in failure.error.hint
+
+
+def test_cache_mode_with_a_key_records_afresh_instead_of_near_matching(ip, server, rec):
+    command(ip, f"record {rec}")
+    ask(ip, "Question")
+    command(ip, f"cache {rec}")
+    _newer_sdk(gemini_magic._magics.connection)
+    server.queue(Reply(text="A fresh answer for the new request."))
+    assert ask(ip, "Question") == "A fresh answer for the new request."
+    assert len(entries(rec)) == 2
+
+
+def test_every_tutorial_recording_replays_with_a_newer_sdks_fields():
+    """The shipped recordings, request by request, with fields injected (requests whose
+    image bytes the recording keeps only as a hash cannot be rebuilt, and are skipped)."""
+    from pathlib import Path
+
+    from gemini_magic.transport.replay import RecordingTransport
+
+    class Unreachable(httpx2.BaseTransport):
+        def handle_request(self, request):
+            raise AssertionError(f"went to the network: {request.url}")
+
+    checked = 0
+    for path in sorted(Path(__file__).resolve().parent.parent.glob("notebooks/*.gemini.json")):
+        replay = RecordingTransport(Unreachable(), "replay", path)
+        newer = _NewerSdk(replay)
+        for entry in load(path)["entries"]:
+            request = entry["request"]
+            body = request.get("body")
+            if request["method"] != "POST" or not isinstance(body, dict) or "contents" not in body:
+                continue
+            if "sha256" in json.dumps(body):
+                continue
+            url = f"http://gemini.test/v1/{request['path']}"
+            if request.get("query"):
+                url += "?" + "&".join(f"{k}={v}" for k, v in request["query"].items())
+            live = httpx2.Request("POST", url, content=json.dumps(body).encode(),
+                                  headers={"content-type": "application/json"})
+            response = newer.handle_request(live)
+            assert response.status_code == entry["responses"][0]["status"], (path.name, request["path"])
+            checked += 1
+        assert replay.misses == 0
+    assert checked >= 20

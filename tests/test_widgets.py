@@ -682,12 +682,12 @@ def test_trimmed_history_and_step_limits_are_noted_under_the_answer(ip, make, ma
 
 def test_a_retry_shows_while_waiting_and_goes_when_answered(make, server):
     chat = make("chat", "retry")
-    server.queue(Error.quota(retry_delay="0.2s"), Reply(text="Got through."))
+    server.queue(Error.quota(retry_delay="1.2s"), Reply(text="Got through."))
     statuses = []
     chat.status.observe(lambda change: statuses.append(change.new), "value")
     chat.send("hello")
     chat.wait(10)
-    assert any("Retrying in 0.2 s" in s for s in statuses)
+    assert any("Retrying in 1 s" in s for s in statuses)
     assert chat.status.value == "" and "Got through." in chat.messages[-1].html
 
 

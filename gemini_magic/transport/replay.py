@@ -2,13 +2,23 @@
 
 Why here and not around the SDK's calls: a transport handed to the SDK through
 `HttpOptions(httpx_client=...)` sees every request the SDK makes (answers, streams,
-model lists, token counts, errors) as bytes on the wire. Replaying at this level
-runs the SDK's own parsing, error classes and streaming unchanged, so everything
-built above it (display, retries, chats, tools) behaves in replay exactly as live.
+model lists, token counts, uploads, errors) as bytes on the wire. Replaying at this
+level runs the SDK's own parsing, error classes and streaming unchanged, so
+everything built above it (display, retries, chats, tools) behaves in replay exactly
+as live. URL fetches for `--image` go through the same stack, so replay needs no
+network at all.
+
+This layer is the outermost: replay around the quota layer around the network. A
+replayed answer never waits for a rate-limit slot and never teaches the limiter.
 
 A recording is one JSON file: a list of entries in the order first seen, each the
 normalized request (what matching hashes) and the responses as they arrived; a
 streamed answer keeps its chunk boundaries, one JSON object per SSE event.
+
+Matching survives SDK upgrades: a request that misses exactly is served the
+recorded answer of a request with the same method, path and query whose body the
+live one only adds to (a newer SDK's extra fields), when the mode cannot go live
+anyway; `status()` says how many answers were served that way, and which fields.
 """
 
 from __future__ import annotations
@@ -25,29 +35,33 @@ from typing import Any
 
 import httpx2
 
-from .client import MODE_VARIABLE, MODES, PATH_VARIABLE  # noqa: F401  (re-exported)
-from .files import write_atomic
+from ..client import MODE_VARIABLE, MODES, PATH_VARIABLE  # noqa: F401  (re-exported)
+from ..files import write_atomic
 
 FORMAT_VERSION = 1
 REDACTED = "<redacted>"
+# Set on requests that are not Gemini API calls (URL fetches for --image): their
+# host is part of what identifies them.
+FETCH_EXTENSION = "gemini_magic_fetch"
 
-_GENERATE = re.compile(r"/models/([^/:]+):(?:generateContent|streamGenerateContent)$")
 _VERSION_PREFIX = re.compile(r"^/(upload/)?(v\d+(?:alpha|beta)?\d*)/")
 # Query parameters that never identify a request (the upload session id is new
 # on every run of a Files API upload).
 _DROPPED_QUERY = {"key", "$alt", "upload_id"}
 # Response headers the SDK reads: the resumable upload protocol's.
 _KEPT_HEADERS = ("x-goog-upload-url", "x-goog-upload-status")
+_JSON_TYPE = "application/json; charset=UTF-8"
 
 
 class ReplayMiss(Exception):
     """A request with no recorded answer, in a mode that may not go live."""
 
-    def __init__(self, request: dict, path: Path | None, reason: str = "replay"):
+    def __init__(self, request: dict, path: Path | None, reason: str = "replay", closest: str = ""):
         self.request = request
         self.path = path
         self.reason = reason  # "replay" (mode forbids live) or "no-key"
-        super().__init__(f"no recorded answer for {request.get('path')}")
+        self.closest = closest  # how the closest recorded request differs, if any
+        super().__init__(f"no recorded answer for {request.get('path') or request.get('url')}")
 
     @property
     def prompt(self) -> str:
@@ -68,10 +82,11 @@ def _camel(key: str) -> str:
 
 
 def _normalize_json(value: Any) -> Any:
-    """Camel-case keys (the SDK mixes spellings across versions) and replace inline
-    bytes with their hash, so images match by content and are not stored."""
+    """Camel-case keys (the SDK mixes spellings across versions), drop nulls (a
+    default, the server reads them as absent) and replace inline bytes with their
+    hash, so images match by content and are not stored."""
     if isinstance(value, dict):
-        out = {_camel(k): _normalize_json(v) for k, v in value.items()}
+        out = {_camel(k): _normalize_json(v) for k, v in value.items() if v is not None}
         inline = out.get("inlineData")
         if isinstance(inline, dict) and isinstance(inline.get("data"), str):
             raw = _b64decode(inline["data"])
@@ -93,7 +108,10 @@ def _b64decode(text: str) -> bytes:
 
 def normalize_request(request: httpx2.Request) -> dict:
     """What identifies a request, free of what varies between machines and runs:
-    host, API version prefix, headers (key, SDK version), key query parameter."""
+    host, API version prefix, headers (key, SDK version), key query parameter.
+    A URL fetch is identified by its whole URL."""
+    if request.extensions.get(FETCH_EXTENSION):
+        return {"method": request.method, "url": str(request.url)}
     path = _VERSION_PREFIX.sub(lambda m: m.group(1) or "", request.url.path)
     query = {k: v for k, v in sorted(request.url.params.items()) if k not in _DROPPED_QUERY}
     body: Any = None
@@ -114,6 +132,77 @@ def request_key(normalized: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
 
 
+# -- near matches: what a newer SDK adds to a request --------------------------------------
+
+
+def added_fields(recorded: Any, live: Any, where: str = "") -> list[str] | None:
+    """The fields `live` has beyond `recorded`, when it differs in nothing else
+    (None when a recorded value differs or is missing)."""
+    if isinstance(recorded, dict) and isinstance(live, dict):
+        added = [f"{where}{key}" for key in live if key not in recorded]
+        for key, value in recorded.items():
+            if key not in live:
+                return None
+            inner = added_fields(value, live[key], f"{where}{key}.")
+            if inner is None:
+                return None
+            added += inner
+        return added
+    if isinstance(recorded, list) and isinstance(live, list):
+        if len(recorded) != len(live):
+            return None
+        added = []
+        for index, (old, new) in enumerate(zip(recorded, live, strict=True)):
+            inner = added_fields(old, new, f"{where}{index}.")
+            if inner is None:
+                return None
+            added += inner
+        return added
+    return [] if recorded == live else None
+
+
+def differences(recorded: Any, live: Any, where: str = "") -> list[tuple[str, Any, Any]]:
+    """(field path, recorded value, live value) where two requests differ, for a miss's
+    message; a field one of them lacks has the value _ABSENT there."""
+    if isinstance(recorded, dict) and isinstance(live, dict):
+        out = []
+        for key in sorted(recorded.keys() | live.keys()):
+            out += differences(recorded.get(key, _ABSENT), live.get(key, _ABSENT), f"{where}{key}.")
+        return out
+    if isinstance(recorded, list) and isinstance(live, list) and len(recorded) == len(live):
+        out = []
+        for index, (old, new) in enumerate(zip(recorded, live, strict=True)):
+            out += differences(old, new, f"{where}{index}.")
+        return out
+    return [] if recorded == live else [(where.rstrip(".") or "(the whole request)", recorded, live)]
+
+
+_ABSENT = object()
+
+
+def describe_difference(diff: list[tuple[str, Any, Any]]) -> str:
+    """Changed values first, with both values when short; then fields only one side has."""
+    changed = [(p, old, new) for p, old, new in diff if old is not _ABSENT and new is not _ABSENT]
+    shown = []
+    for path, old, new in changed[:3]:
+        old_text, new_text = json.dumps(old, ensure_ascii=False), json.dumps(new, ensure_ascii=False)
+        short = len(old_text) + len(new_text) <= 60
+        shown.append(f"{path} ({old_text} recorded, {new_text} now)" if short else path)
+    others = [p for p, old, new in diff if old is _ABSENT or new is _ABSENT]
+    if others and len(shown) < 3:
+        shown.append("fields only one has: " + ", ".join(others[: 3 - len(shown)]))
+    more = len(changed) + len(others) - 3
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def _same_route(entry: dict, normalized: dict) -> bool:
+    recorded = entry["request"]
+    return all(recorded.get(k) == normalized.get(k) for k in ("method", "path", "query", "url"))
+
+
+# -- responses ----------------------------------------------------------------------------
+
+
 def _parse_sse(raw: bytes) -> list:
     events = []
     for block in re.split(rb"\r?\n\r?\n", raw):
@@ -130,17 +219,22 @@ def _parse_sse(raw: bytes) -> list:
 
 def _record_response(status: int, headers, raw: bytes) -> dict:
     content_type = headers.get("content-type", "")
-    if "text/event-stream" in content_type:
+    # An error on ?alt=sse comes as a plain JSON body under an event-stream type.
+    if "text/event-stream" in content_type and status < 400:
         return {"status": status, "stream": _parse_sse(raw)}
+    recorded: dict[str, Any] = {"status": status}
     try:
-        body: Any = json.loads(raw) if raw else None
+        recorded["body"] = json.loads(raw) if raw else None
     except ValueError:
-        # Not one JSON value (a downloaded file, e.g. a batch job's JSONL results):
-        # kept as text and replayed byte for byte, not as a JSON string.
-        recorded = {"status": status, "text": raw.decode("utf-8", "replace")}
-        return recorded
-    recorded = {"status": status, "body": body}
+        # Not one JSON value: a downloaded file (a batch job's JSONL results), a
+        # fetched image. Kept exactly: as text when it is text, else as base64.
+        try:
+            recorded["text"] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            recorded["base64"] = base64.b64encode(raw).decode("ascii")
     kept = {name: headers[name] for name in _KEPT_HEADERS if name in headers}
+    if content_type and content_type != _JSON_TYPE:
+        kept["content-type"] = content_type
     if kept:
         recorded["headers"] = kept
     return recorded
@@ -155,6 +249,9 @@ class Recording:
         if not fresh and self.path.exists():
             data = json.loads(self.path.read_text(encoding="utf-8"))
             for entry in data.get("entries", []):
+                # Keys are computed afresh, so a recording made before a change to
+                # normalization still matches.
+                entry["key"] = request_key(entry["request"])
                 self.entries[entry["key"]] = entry
 
     def __len__(self) -> int:
@@ -203,19 +300,18 @@ class _TeeStream(httpx2.SyncByteStream):
 
 
 class RecordingTransport(httpx2.BaseTransport):
-    """An httpx transport that passes requests through, records them, or replays them.
+    """An httpx transport that passes requests to `inner`, records them, or replays them.
 
     live: pass through. record: pass through and record (the file starts empty).
     replay: answer from the recording only. cache: replay what is recorded, record
     what is not.
     """
 
-    def __init__(self, mode: str = "live", path: str | os.PathLike | None = None):
-        self._inner: httpx2.HTTPTransport | None = None
+    def __init__(self, inner: httpx2.BaseTransport, mode: str = "live", path: str | os.PathLike | None = None):
+        self.inner = inner
         self._lock = threading.Lock()
         self._local = threading.local()
         self.api_key: str | None = None
-        self.limiter = None  # quota.Limiter: live generate requests wait for a slot
         self.set_mode(mode, path)
 
     def set_mode(self, mode: str, path: str | os.PathLike | None = None) -> None:
@@ -229,6 +325,7 @@ class RecordingTransport(httpx2.BaseTransport):
             self._cursor: dict[str, int] = {}
             self._seen: set[str] = set()  # recorded in this session (record/cache)
             self.hits = self.misses = 0
+            self.near: dict[str, list[str]] = {}  # near matches served: recorded key -> fields added
 
     @property
     def last_was_replayed(self) -> bool:
@@ -239,23 +336,22 @@ class RecordingTransport(httpx2.BaseTransport):
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         self._local.replayed = False
         if self.mode == "live":
-            return self._live(request)
+            return self.inner.handle_request(request)
         normalized = normalize_request(request)
         key = request_key(normalized)
         if self.mode in ("replay", "cache"):
             replayed = self._replay(key, request)
+            can_go_live = self.mode == "cache" and self.api_key not in (None, _no_key())
+            if replayed is None and not can_go_live:
+                replayed = self._replay_near(normalized, request)
             if replayed is not None:
                 self._local.replayed = True
                 return replayed
-            if self.mode == "replay":
+            if not can_go_live:
                 self.misses += 1
-                raise ReplayMiss(normalized, self.recording.path)
-            if self.api_key is None or self.api_key == _no_key():
-                self.misses += 1
-                raise ReplayMiss(normalized, self.recording.path, reason="no-key")
-        response = self._live(request)
-        if self.mode == "live":
-            return response
+                reason = "replay" if self.mode == "replay" else "no-key"
+                raise ReplayMiss(normalized, self.recording.path, reason, self._closest(normalized))
+        response = self.inner.handle_request(request)
 
         def store(raw: bytes) -> None:
             self._store(key, normalized, _record_response(response.status_code, response.headers, raw))
@@ -274,23 +370,37 @@ class RecordingTransport(httpx2.BaseTransport):
             self._cursor[key] = index + 1
             self.hits += 1
             recorded = entry["responses"][min(index, len(entry["responses"]) - 1)]
-        if "stream" in recorded:
-            return httpx2.Response(
-                recorded["status"],
-                headers={"content-type": "text/event-stream"},
-                stream=_ReplayStream(recorded["stream"]),
-                request=request,
-            )
-        body = recorded.get("body")
-        content = b"" if body is None else json.dumps(body, ensure_ascii=False).encode()
-        if "text" in recorded:
-            content = recorded["text"].encode("utf-8")
-        return httpx2.Response(
-            recorded["status"],
-            headers={"content-type": "application/json; charset=UTF-8", **recorded.get("headers", {})},
-            content=content,
-            request=request,
-        )
+        return _response(recorded, request)
+
+    def _replay_near(self, normalized: dict, request: httpx2.Request) -> httpx2.Response | None:
+        """The recorded answer of a request this one only adds fields to (what a
+        newer SDK does): the fewest added fields wins."""
+        best: tuple[int, str, list[str]] | None = None
+        with self._lock:
+            for key, entry in self.recording.entries.items():
+                if not _same_route(entry, normalized):
+                    continue
+                added = added_fields(entry["request"].get("body"), normalized.get("body"))
+                if added is not None and (best is None or len(added) < best[0]):
+                    best = (len(added), key, added)
+        if best is None:
+            return None
+        _, key, added = best
+        self.near[key] = added
+        return self._replay(key, request)
+
+    def _closest(self, normalized: dict) -> str:
+        """How the closest recorded request on the same route differs, briefly."""
+        best: list | None = None
+        with self._lock:
+            for entry in self.recording.entries.values():
+                if _same_route(entry, normalized):
+                    diff = differences(entry["request"].get("body"), normalized.get("body"))
+                    if best is None or len(diff) < len(best):
+                        best = diff
+        if not best:
+            return ""
+        return f"The closest recorded request differs in {describe_difference(best)}."
 
     def _store(self, key: str, normalized: dict, response: dict) -> None:
         with self._lock:
@@ -305,38 +415,41 @@ class RecordingTransport(httpx2.BaseTransport):
             self._seen.add(key)
             self.recording.save(secret=self.api_key)
 
-    def _live(self, request: httpx2.Request) -> httpx2.Response:
-        generate = _GENERATE.search(request.url.path)
-        slot = None
-        if generate and self.limiter is not None:
-            # Only what really goes out waits for a slot: a replayed answer costs no quota.
-            slot = self.limiter.acquire(generate.group(1), tokens=len(request.content or b"") // 4)
-        if self._inner is None:
-            with self._lock:  # a batch's threads share one connection pool
-                if self._inner is None:
-                    self._inner = httpx2.HTTPTransport()
-        response = self._inner.handle_request(request)
-        if slot is not None:
-            self.limiter.confirm(slot)  # headers are back: the server has counted it
-        return response
-
     def close(self) -> None:
-        # The SDK closes its client (and so this transport) when the client is
-        # rebuilt; the transport outlives it, so reopen the pool on next use.
-        if self._inner is not None:
-            self._inner.close()
-            self._inner = None
+        self.inner.close()
 
     def status(self) -> str:
         if self.mode == "live":
             return "live: requests go to the API; nothing is recorded"
-        return (
+        text = (
             f"{self.mode}: {self.recording.path} ({len(self.recording)} recorded requests; "
             f"{self.hits} replayed, {self.misses} missed this session)"
         )
+        if self.near:
+            fields = sorted({field for added in self.near.values() for field in added})
+            text += (f"\n{len(self.near)} replayed from recorded requests that this version of google-genai "
+                     f"adds fields to: {', '.join(fields[:5])}. Re-record to refresh them.")
+        return text
+
+
+def _response(recorded: dict, request: httpx2.Request) -> httpx2.Response:
+    headers = dict(recorded.get("headers", {}))
+    if "stream" in recorded:
+        headers.setdefault("content-type", "text/event-stream")
+        return httpx2.Response(recorded["status"], headers=headers, stream=_ReplayStream(recorded["stream"]),
+                               request=request)
+    headers.setdefault("content-type", _JSON_TYPE)
+    if "text" in recorded:
+        content = recorded["text"].encode("utf-8")
+    elif "base64" in recorded:
+        content = base64.b64decode(recorded["base64"])
+    else:
+        body = recorded.get("body")
+        content = b"" if body is None else json.dumps(body, ensure_ascii=False).encode()
+    return httpx2.Response(recorded["status"], headers=headers, content=content, request=request)
 
 
 def _no_key() -> str:
-    from .client import NO_KEY
+    from ..client import NO_KEY
 
     return NO_KEY
