@@ -310,6 +310,8 @@ class Answer:
                 for response in self._open(contents, tools_allowed):
                     yield from self._absorb(response)
                 self.engine.count(self.request.model_id, self._step_usage)
+                for problem in self.engine.problems():
+                    yield Notice(problem)
                 if self.error is not None:
                     yield Failed(self.error)
                 return
@@ -556,6 +558,7 @@ class Engine:
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
         self._model_ids: list[str] | None = None
+        self._told: set[str] = set()  # problems already reported (see problems())
 
     def send(self, request: Request) -> Answer:
         return Answer(self, request)
@@ -569,6 +572,17 @@ class Engine:
         store = self.connection.usage
         if store is not None and not self.replaying():
             store.add(model, usage)
+
+    def problems(self) -> list[str]:
+        """What went wrong keeping usage or learned limits (a damaged or unwritable
+        file in the data folder), each said once: never a failed cell for it."""
+        found = []
+        for holder in (self.connection.usage, getattr(self.connection.limiter, "learned", None)):
+            problem = getattr(holder, "problem", None)
+            if problem and problem not in self._told:
+                self._told.add(problem)
+                found.append(problem)
+        return found
 
     def pause(self, seconds: float) -> None:
         # A replayed error's retry needs no real wait: the answer is on disk.

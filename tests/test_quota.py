@@ -352,3 +352,25 @@ def test_replayed_answers_do_not_count_wait_or_teach(ip, server, tmp_path):
     assert server.requests == []
     assert usage_here(server).day() == counted
     assert limiter.learned.all() == [] and limiter.rejected == 0
+
+
+# -- problems with the data folder are said once, never fail a cell -------------------------------------
+
+
+def test_a_damaged_usage_file_is_said_once_and_the_cell_still_answers(ip, server, env, tmp_path, capsys):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "usage.json").write_text("{not json")
+    (folder / "learned-limits.json").write_text("[broken")
+    env.setenv("GEMINI_MAGIC_DATA_DIR", str(folder))
+    reload_extension(ip)
+    assert ask(ip, "hello") == "Echo: hello"
+    err = capsys.readouterr().err
+    assert "usage.json is not valid JSON: it was moved to usage.json.damaged" in err
+    assert "learned-limits.json could not be read (JSONDecodeError); it will be rewritten." in err
+    assert (folder / "usage.json.damaged").read_text() == "{not json"
+    server.queue(Error.quota(retry_delay="0s", limit=9))
+    assert ask(ip, "again") == "Echo: again"  # the 429 is learned; the damaged limits file is replaced
+    err = capsys.readouterr().err
+    assert "usage.json" not in err and "learned-limits.json" not in err  # each said once
+    assert json.loads((folder / "learned-limits.json").read_text())["version"] == 1
