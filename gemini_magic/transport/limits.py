@@ -339,6 +339,25 @@ def _requests(count: int) -> str:
     return f"{count:,} request" + ("" if count == 1 else "s")
 
 
+def _on_sent(request: httpx2.Request, confirm: Callable[[], None]) -> list:
+    """Call `confirm` when the request's body has been sent: the server counts a request
+    when it arrives, and a non-streamed answer's headers come only after the whole
+    answer, so waiting for them would put the window behind by the answer's latency.
+    httpcore's documented `trace` extension says when the body is out."""
+    sent: list = []
+    previous = request.extensions.get("trace")
+
+    def trace(name: str, info: dict) -> None:
+        if name == "http11.send_request_body.complete" and not sent:
+            sent.append(True)
+            confirm()
+        if previous is not None:
+            previous(name, info)
+
+    request.extensions["trace"] = trace
+    return sent
+
+
 class QuotaTransport(httpx2.BaseTransport):
     """Generate requests wait for the limiter's slot; every 429 teaches it.
 
@@ -354,7 +373,7 @@ class QuotaTransport(httpx2.BaseTransport):
             return self.inner.handle_request(request)
         match = _GENERATE.search(request.url.path)
         model = match.group(1) if match else None
-        slot = None
+        slot = sent = None
         if model is not None:
             if limiter.wants_tokens(model):
                 from .tokens import request_tokens
@@ -362,13 +381,15 @@ class QuotaTransport(httpx2.BaseTransport):
                 slot = limiter.acquire(model, request_tokens(request.content))
             else:
                 slot = limiter.acquire(model)
+            sent = _on_sent(request, lambda: limiter.confirm(slot))
         try:
             response = self.inner.handle_request(request)
         except BaseException:
             limiter.release(slot)  # never reached the server
             raise
         if response.status_code != 429:
-            limiter.confirm(slot)  # headers are back: the server has counted it
+            if sent is not None and not sent:
+                limiter.confirm(slot)  # no trace of the send (HTTP/2, replay): the headers are back
             return response
         limiter.release(slot)
         return self._learn(response, model)
