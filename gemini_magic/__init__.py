@@ -67,7 +67,7 @@ def batch(template: str, rows, *, column: str = "answer", concurrency: int = 8, 
     """
     if mode not in ("local", "api"):
         raise ValueError("mode is 'local' (requests from here) or 'api' (a Batch API job)")
-    from . import batches as batching
+    from .batches import local as batching
     from .schema import Schema
 
     magics = _loaded()
@@ -80,7 +80,7 @@ def batch(template: str, rows, *, column: str = "answer", concurrency: int = 8, 
         args.schema = Schema(options["schema"], getattr(options["schema"], "__name__", "schema"))
     requests, like = batching.build_requests(template, rows, magics.shell.user_ns, magics.request_factory(args))
     if mode == "api":
-        from . import batch_api
+        from .batches import api as batch_api
 
         results = batch_api.run(requests, magics.connection, model=args.model or magics.model)
         return batching._shape(list(results), like, column)
@@ -95,7 +95,7 @@ def batch(template: str, rows, *, column: str = "answer", concurrency: int = 8, 
 
 def last_batch():
     """The last batch run (`.results`, `.errors`, `.resume()`)."""
-    from . import batches as batching
+    from .batches import local as batching
 
     return batching.last_run
 

@@ -702,7 +702,7 @@ class GeminiMagics(Magics):
         return make
 
     def _batch(self, args, template: str):
-        from . import batches as batching
+        from .batches import local as batching
 
         if args.over not in self.shell.user_ns:
             raise CellFailed(GeminiError(f"--over: no variable named {args.over!r}.",
@@ -717,7 +717,7 @@ class GeminiMagics(Magics):
         except GeminiError as error:
             raise CellFailed(error) from None
         if args.batch_api:
-            from . import batch_api
+            from .batches import api as batch_api
 
             try:
                 answers = batch_api.run(requests, self.connection, model=args.model or self.model)
@@ -738,7 +738,7 @@ class GeminiMagics(Magics):
     def _batch_status(self, command: str, rest: list[str]):
         if len(rest) != 1:
             raise UsageError("Usage: %gemini batch-status ID  (the id printed when the job was created)")
-        from .batch_api import job_status
+        from .batches.api import job_status
 
         return job_status(self, rest[0])
 

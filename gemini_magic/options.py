@@ -1,7 +1,202 @@
-"""The values that options and settings accept, shared by the magic and the modules
-that act on them (kept here so that defining the magic imports nothing heavier)."""
+"""The options of a request, the same in every front end, and where each one applies.
+
+One table (`OPTIONS`) is the source of the `%%gemini` flags and their `%%gemini?` help,
+of the keyword arguments of `gemini_magic.ask()` and `batch()`, and of the chat
+widget's options. Every option reaches the request in every front end, or that
+front end refuses it with a message that names it (`refusal`): none is ever
+silently dropped. Kept free of heavy imports: defining the magic reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
 
 FORMATS = ("markdown", "text", "code", "json")
 APPROVE_MODES = ("auto", "ask", "never")
 THINKING_LEVELS = ("minimal", "low", "medium", "high")
 TIERS = ("auto", "free", "paid", "off")  # quota tiers (transport/limits.py)
+FRONT_ENDS = ("cell", "batch", "batch-api", "widget", "ask")
+
+
+@dataclass
+class Options:
+    """One request's options; None (or empty) means "the setting in force"."""
+
+    model: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    stop: list[str] | None = None
+    thinking: str | None = None
+    system: str | None = None
+    out: str | None = None
+    format: str | None = None
+    json: bool = False
+    schema: Any = None  # a name in the namespace, or the class itself
+    stream: bool | None = None  # --no-stream: False
+    interpolate: bool | None = None  # --no-interpolate: False
+    tools: Any = None  # "f,g", or a list of names or functions
+    approve: str | None = None
+    max_steps: int | None = None
+    search: bool = False
+    code_exec: bool = False
+    url_context: bool = False
+    image: list | None = None
+    downscale: bool | None = None  # --no-downscale: False
+    thoughts: bool = False
+    over: str | None = None
+    column: str | None = None
+    batch_api: bool = False
+    concurrency: int | None = None
+    chat: Any = None  # a conversation's name; False: --no-chat
+    context: list[str] | None = None
+    error: bool = False
+    usage: bool | None = None
+    debug: bool | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The options set to something other than their default."""
+        defaults = Options()
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(defaults, f.name)}
+
+    @classmethod
+    def of(cls, values: dict[str, Any], where: str) -> Options:
+        """Options from keyword arguments (the Python API, the widget); an unknown
+        name is a TypeError naming it."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = [name for name in values if name not in names]
+        if unknown:
+            raise TypeError(f"{where} got an unknown option {unknown[0]!r}; options: {', '.join(sorted(names))}.")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its flags and argparse settings for the cell, and its help."""
+
+    dest: str
+    flags: tuple[str, ...]
+    help: str
+    argparse: dict = field(default_factory=dict)
+
+
+def _opt(dest: str, *flags: str, help: str, **argparse: Any) -> Option:
+    return Option(dest, flags, help, argparse)
+
+
+OPTIONS: tuple[Option, ...] = (
+    _opt("model", "-m", "--model", help="Model id, with or without 'models/' (default: GeminiMagics.model)."),
+    _opt("temperature", "-t", "--temperature", type=float, help="Sampling temperature, 0 to 2."),
+    _opt("top_p", "--top-p", type=float, help="Nucleus sampling probability, 0 to 1."),
+    _opt("top_k", "--top-k", type=int, help="Sample from the k most likely tokens."),
+    _opt("max_tokens", "--max-tokens", type=int, help="Output token limit."),
+    _opt("seed", "--seed", type=int, help="Seed for repeatable sampling."),
+    _opt("stop", "--stop", action="append", metavar="TEXT", help="Stop sequence (repeatable)."),
+    _opt("thinking", "--thinking", metavar="BUDGET|LEVEL",
+         help="Thinking budget in tokens (0 off, -1 dynamic) or level: minimal, low, medium, high."),
+    _opt("system", "-s", "--system", metavar="TEXT|VAR", help="System instruction, or the name of a str variable."),
+    _opt("out", "-o", "--out", metavar="VAR", help="Store the answer in VAR (the parsed object with --json/--schema)."),
+    _opt("format", "-f", "--format", choices=FORMATS,
+         help="markdown (default), text, code (into the next cell), json."),
+    _opt("json", "--json", action="store_true", help="Ask for JSON; --out stores the parsed value."),
+    _opt("schema", "--schema", metavar="NAME", help="Structured output: a pydantic model, dataclass or TypedDict."),
+    _opt("stream", "--no-stream", action="store_const", const=False, help="Wait for the whole answer, then show it."),
+    _opt("interpolate", "--no-interpolate", action="store_const", const=False, help="Send {braces} as written."),
+    _opt("tools", "--tools", metavar="F,G", help="Let Gemini call these notebook functions (and @tool-marked ones)."),
+    _opt("approve", "--approve", choices=APPROVE_MODES,
+         help="auto: run tool calls (default); ask: ask before each; never: run none."),
+    _opt("max_steps", "--max-steps", type=int, metavar="N", help="Tool-call rounds before Gemini must answer (10)."),
+    _opt("search", "--search", action="store_true", help="Ground the answer with Google Search, with citations."),
+    _opt("code_exec", "--code-exec", action="store_true",
+         help="Let Gemini write and run Python code on Google's side."),
+    _opt("url_context", "--url-context", action="store_true", help="Let Gemini read the URLs named in the prompt."),
+    _opt("image", "--image", action="append", metavar="X",
+         help="Attach an image, PDF, audio, video or text: a variable, a file path or an http(s) URL (repeatable)."),
+    _opt("downscale", "--no-downscale", action="store_const", const=False,
+         help="Send images at full size (default: longer side 1536)."),
+    _opt("thoughts", "--thoughts", action="store_true",
+         help="Ask for the model's thought summaries (shown collapsed)."),
+    _opt("over", "--over", metavar="VAR", help="Run the prompt once per item of a list, Series or DataFrame "
+                                                "(fields of each row fill the template); see gemini_magic.batch."),
+    _opt("column", "--column", metavar="NAME", help="With --over a DataFrame: the results' column (answer)."),
+    _opt("batch_api", "--batch-api", action="store_true",
+         help="With --over: send the prompts as one Gemini Batch API job (half price, no per-minute limits)."),
+    _opt("concurrency", "--concurrency", type=int, metavar="N", help="With --over: requests in flight (8)."),
+    _opt("chat", "-c", "--chat", metavar="NAME", help="Make this cell a turn of conversation NAME."),
+    _opt("chat", "--no-chat", action="store_const", const=False,
+         help="A single-turn cell, even with a default chat set."),
+    _opt("context", "--context", action="append", metavar="VAR",
+         help="Attach a summary of VAR (a DataFrame, function, ...) to the prompt (repeatable)."),
+    _opt("error", "--error", action="store_true",
+         help="Send the last error, its traceback and cell, asking for an explanation and a fix."),
+    _opt("usage", "--usage", action="store_const", const=True, help="Add a footer with model and token usage."),
+    _opt("debug", "--debug", action="store_const", const=True, help="Show full tracebacks for errors."),
+)
+
+# What each front end cannot do, and why: an option given there is refused with this.
+_DISPLAY = "it is a display option of a cell; the Python API returns the Answer for you to show"
+REFUSED: dict[str, dict[str, str]] = {
+    "cell": {},
+    "batch": {
+        "chat": "a batch's items are single-turn requests; ask in a loop to build a conversation",
+        "interpolate": "a batch fills each item's {fields} into the template",
+        "error": "--error explains the last error, once",
+        "thoughts": "a batch keeps each answer's text, not its thoughts",
+        "format": "a batch returns values, not a display",
+        "debug": "a batch keeps each failure's message in its place (ItemError)",
+    },
+    "widget": {
+        "over": "the chat widget asks one message at a time",
+        "column": "the chat widget asks one message at a time",
+        "batch_api": "the chat widget asks one message at a time",
+        "concurrency": "the chat widget asks one message at a time",
+        "out": "the widget keeps its answers in its conversation (chat.conversation)",
+        "chat": "the widget's conversation is the name it was opened with",
+        "error": "--error belongs in a cell, after the error",
+        "format": "the widget shows Markdown",
+        "debug": "the widget shows errors in its messages",
+    },
+    "ask": {
+        "over": "use gemini_magic.batch() for many prompts",
+        "column": "use gemini_magic.batch() for many prompts",
+        "batch_api": "use gemini_magic.batch(mode='api')",
+        "concurrency": "use gemini_magic.batch() for many prompts",
+        "out": _DISPLAY,
+        "format": _DISPLAY,
+        "usage": _DISPLAY + " (answer.usage)",
+        "debug": "the Python API raises nothing: answer.error keeps the exception",
+    },
+}
+REFUSED["batch-api"] = {
+    **REFUSED["batch"],
+    "tools": "a Batch API job runs on Google's side and cannot call notebook functions",
+    "approve": "a Batch API job runs on Google's side and cannot call notebook functions",
+    "max_steps": "a Batch API job runs on Google's side and cannot call notebook functions",
+    "concurrency": "a Batch API job runs on Google's side, not in requests from here",
+    "usage": "a Batch API job's usage is billed with the job",
+}
+
+
+def refusal(options: Options, front_end: str) -> str | None:
+    """Why `front_end` cannot take one of the options given, naming it (None: it can)."""
+    refused = REFUSED[front_end]
+    for name, value in options.given().items():
+        if name in refused:
+            return f"{flag_of(name, value)} does not apply here: {refused[name]}."
+    if front_end in ("batch", "batch-api") and options.approve == "ask":
+        return "--approve ask does not apply to a batch: nobody can answer its questions; use auto or never."
+    return None
+
+
+def flag_of(dest: str, value: Any = None) -> str:
+    """How the user wrote an option: `--no-chat` for chat=False, `--chat` otherwise."""
+    candidates = [o for o in OPTIONS if o.dest == dest]
+    for option in candidates:
+        if option.argparse.get("action") == "store_const" and option.argparse.get("const") == value:
+            return option.flags[-1]
+    return candidates[0].flags[-1] if candidates else dest

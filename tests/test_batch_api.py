@@ -13,13 +13,13 @@ import re
 from types import SimpleNamespace
 
 import pytest
+from gemini_magic.batches.api import BatchJobError, Job, JobNotDone, ResultsUnavailable, UnknownJob
 from google import genai
 from google.genai import types
 from pydantic import BaseModel
 
-from gemini_magic import batch_api
-from gemini_magic.batch_api import BatchJobError, Job, JobNotDone, ResultsUnavailable, UnknownJob
-from gemini_magic.batches import ItemError
+from gemini_magic.batches import ItemError, wire
+from gemini_magic.batches import api as batch_api
 from gemini_magic.client import Connection
 from gemini_magic.engine import Engine, Request
 from gemini_magic.errors import GeminiError
@@ -128,7 +128,7 @@ def test_the_fallback_json_matches_the_sdk_converter(connection):
         server_tools=[{"google_search": {}}],
     )
     by_sdk = batch_api.request_json(request, connection.client()._api_client)
-    assert camel(batch_api._request_json_by_hand(request)) == camel(by_sdk)
+    assert camel(wire._request_json_by_hand(request)) == camel(by_sdk)
     assert by_sdk["tools"] == [{"googleSearch": {}}]
 
 

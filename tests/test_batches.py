@@ -20,8 +20,8 @@ import pytest
 from pydantic import BaseModel
 
 import gemini_magic
-from gemini_magic import batches
 from gemini_magic.batches import ItemError
+from gemini_magic.batches import local as batches
 from gemini_magic.client import Connection
 from gemini_magic.magics import CellFailed
 from tests.fake_gemini import Error, Reply
@@ -210,7 +210,7 @@ def test_bad_over_is_a_clear_error(bip, server, setup, message):
 
 def test_batch_function_refuses_a_string_too(bip, server):
     """A string is iterable, but one request per character is never what was meant."""
-    with pytest.raises((TypeError, ValueError, gemini_magic.batches.GeminiError)):
+    with pytest.raises((TypeError, ValueError, gemini_magic.errors.GeminiError)):
         gemini_magic.batch("Translate {item}", "hello")
     assert server.requests == []
 
@@ -603,7 +603,7 @@ def test_limiter_keeps_a_batch_under_the_servers_limit(bip, server):
 
 
 def test_batch_mode_api_submits_one_job_and_aligns_its_results(bip, server, monkeypatch, capsys):
-    from gemini_magic import batch_api
+    from gemini_magic.batches import api as batch_api
 
     monkeypatch.setattr(batch_api, "POLL_DELAYS", (0.01,))
     server.batch_polls = 1
@@ -617,7 +617,7 @@ def test_batch_mode_api_submits_one_job_and_aligns_its_results(bip, server, monk
 
 
 def test_over_with_batch_api_runs_a_job(bip, server, monkeypatch):
-    from gemini_magic import batch_api
+    from gemini_magic.batches import api as batch_api
 
     monkeypatch.setattr(batch_api, "POLL_DELAYS", (0.01,))
     server.batch_polls = 1

@@ -659,7 +659,7 @@ def test_resumable_upload_start_and_finalize_through_an_attachment(ip, server, t
 
     start, finalize = (recording(f"i_files_upload_{step}_ruby_llm.json") for step in ("start", "finalize"))
     size = int(start["request"]["headers"]["X-Goog-Upload-Header-Content-Length"])
-    monkeypatch.setattr(media, "INLINE_LIMIT", size - 1)  # so that this small PDF is uploaded
+    monkeypatch.setattr(media.inputs, "INLINE_LIMIT", size - 1)  # so that this small PDF is uploaded
     headers = {name: (value.replace("https://generativelanguage.googleapis.com", server.url)
                       if name.lower() in ("x-goog-upload-url", "x-goog-upload-control-url") else value)
                for name, value in start["response_headers"].items()}

@@ -555,7 +555,7 @@ def test_parts_and_uploaded_files_pass_through(client, server):
 @pytest.fixture
 def small_inline_limit(monkeypatch):
     """Data over 1000 bytes goes through the Files API (no 20 MB test data)."""
-    monkeypatch.setattr(media, "INLINE_LIMIT", 1000)
+    monkeypatch.setattr(media.inputs, "INLINE_LIMIT", 1000)
 
 
 def big_pdf(size: int = 5000, fill: bytes = b"x") -> bytes:
@@ -726,7 +726,7 @@ def test_upload_errors_read_like_other_request_errors(client, server, uploads, s
 
 
 def test_too_large_even_for_the_files_api(client, server, uploads, tmp_path, monkeypatch):
-    monkeypatch.setattr(media, "UPLOAD_LIMIT", 100)
+    monkeypatch.setattr(media.inputs, "UPLOAD_LIMIT", 100)
     path = tmp_path / "huge.wav"
     path.write_bytes(wav_bytes() + b"\x00" * 200)
     data = path.read_bytes()

@@ -147,7 +147,7 @@ def final_display(ex) -> dict:
 
 @pytest.fixture
 def small_inline_limit(monkeypatch):
-    monkeypatch.setattr(media, "INLINE_LIMIT", SMALL_INLINE_LIMIT)
+    monkeypatch.setattr(media.inputs, "INLINE_LIMIT", SMALL_INLINE_LIMIT)
     return SMALL_INLINE_LIMIT
 
 
@@ -530,14 +530,14 @@ def test_kernel_never_renders_markup_parts(kern, server, mime):
 
 
 def test_kernel_upload_progress_follows_the_nbval_rule(kern, server):
-    kern.run("import numpy as _np\nfrom PIL import Image as _Image\nimport gemini_magic.media as _gm_media\n"
+    kern.run("import numpy as _np\nfrom PIL import Image as _Image\nimport gemini_magic.media.inputs as _gm_media\n"
              "big_k = _Image.fromarray(_np.random.default_rng(5).integers(0, 256, (64, 64, 3), dtype=_np.uint8))\n"
              f"_gm_media.INLINE_LIMIT = {SMALL_INLINE_LIMIT}", check=True)
     try:
         server.queue("Noise.")
         ex = kern.run("%%gemini --image big_k\nWhat is it?", check=True)
     finally:
-        kern.run(f"_gm_media.INLINE_LIMIT = {media.INLINE_LIMIT}", check=True)
+        kern.run(f"_gm_media.INLINE_LIMIT = {media.inputs.INLINE_LIMIT}", check=True)
 
     assert actions(server)[0] == "uploadStart" and actions(server)[-1] == "streamGenerateContent"
     [entry] = server.files.values()

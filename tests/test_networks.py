@@ -14,7 +14,8 @@ from __future__ import annotations
 import pytest
 
 import gemini_magic
-from gemini_magic import batch_api, media
+from gemini_magic import media
+from gemini_magic.batches import api as batch_api
 from gemini_magic.engine import Request
 from tests.conftest import TEST_KEY, ask, fails
 from tests.fake_gemini import Reply
@@ -77,7 +78,7 @@ def test_every_kind_of_request_goes_through_the_environments_proxy(ip, server, n
     image_url = site.serve("/cat.png", "image/png", encoded(pattern_image((20, 20)), "PNG"))
     assert ask(ip, "Describe", f"--image {image_url}") == "Echo: Describe"
     # A Files API upload (a file over the inline limit).
-    monkeypatch.setattr(media, "INLINE_LIMIT", 1000)
+    monkeypatch.setattr(media.inputs, "INLINE_LIMIT", 1000)
     big = tmp_path / "notes.txt"
     big.write_text("word " * 1000)
     assert ask(ip, "Summarise", f"--image {big}") == "Echo: Summarise"

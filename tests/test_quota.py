@@ -14,7 +14,7 @@ import re
 import pytest
 
 import gemini_magic
-from gemini_magic import batches
+from gemini_magic.batches import local as batches
 from gemini_magic.transport.learned import LearnedLimits, account_id, default_path
 from gemini_magic.transport.limits import Limit, Limiter
 from gemini_magic.usage import UsageStore

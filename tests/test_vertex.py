@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from gemini_magic import batch_api
+from gemini_magic.batches import api as batch_api
 from gemini_magic.client import Connection
 from gemini_magic.engine import Engine
 from gemini_magic.errors import explain

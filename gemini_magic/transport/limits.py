@@ -214,8 +214,9 @@ class Limiter:
                     pass
 
     def _wait(self, model: str, tokens: int) -> Wait | None:
-        # A slot frees a little after the window too: clocks and travel differ a bit.
-        now = self.clock() - self.window * 0.01
+        # A slot frees a little after the window: the server counted the request when
+        # it arrived, a little after it was sent (1% of a minute, at least 50 ms).
+        now = self.clock() - max(self.window * 0.01, 0.05)
         state = self._models.setdefault(model, _ModelWindow())
         for slots in (state.requests, self._all):
             # Confirmation can move a slot later than the ones after it: drop by time.

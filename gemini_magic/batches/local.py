@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import GeminiError
+from ..errors import GeminiError
 
 
 @dataclass
@@ -189,8 +189,8 @@ def _shape(results: list, like, column: str):
 def build_requests(template: str, rows, namespace: dict, make_request) -> tuple[list, Any]:
     """One request per row: the template filled from the row's fields, then the
     notebook's variables."""
-    from .context import summarize
-    from .prompt import interpolate
+    from ..context import summarize
+    from ..prompt import interpolate
 
     if isinstance(rows, (str, bytes)) or not hasattr(rows, "__iter__"):
         raise GeminiError(f"A batch runs over a list, a pandas Series or a DataFrame, not a {type(rows).__name__}.",

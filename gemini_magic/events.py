@@ -1,0 +1,119 @@
+"""What an answer yields as it arrives (events), what it shows in order (blocks), and
+the lines a front end prints about it. Every renderer reads these; none imports the SDK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import GeminiError
+
+# -- events ---------------------------------------------------------------------------
+
+
+@dataclass
+class TextDelta:
+    text: str
+
+
+@dataclass
+class ThoughtDelta:
+    text: str
+
+
+@dataclass
+class OtherPart:
+    """A non-text part (image, code execution, function call): rendered by later layers."""
+
+    part: Any
+
+
+@dataclass
+class Retrying:
+    error: GeminiError
+    delay: float
+    attempt: int  # the attempt about to start, from 2
+
+
+@dataclass
+class Finished:
+    reason: str | None
+    usage: dict
+    model_version: str | None
+
+
+@dataclass
+class Failed:
+    error: GeminiError
+
+
+@dataclass
+class ToolUpdate:
+    """A tool call started or ended; `call` is a tools.ToolCall, updated in place."""
+
+    call: Any
+
+
+@dataclass
+class Notice:
+    text: str
+
+
+# -- blocks: what an answer shows, in order -----------------------------------------------
+
+
+@dataclass
+class TextBlock:
+    parts: list
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+@dataclass
+class ThoughtBlock(TextBlock):
+    """The model's thought summaries (with --thoughts): shown collapsed."""
+
+
+@dataclass
+class ToolBlock:
+    call: Any
+
+
+@dataclass
+class PartBlock:
+    """A non-text part: code the model ran and its result, an image, audio."""
+
+    part: Any
+
+
+def usage_line(answer) -> str:
+    usage = answer.usage
+    parts = [answer.model_version or answer.request.model_id]
+    if usage:
+        tokens = f"{usage.get('prompt_tokens', 0)} in, {usage.get('output_tokens', 0)} out"
+        if usage.get("thinking_tokens"):
+            tokens += f", {usage['thinking_tokens']} thinking"
+        parts.append(tokens + " tokens")
+    if answer.finish_reason:
+        parts.append(answer.finish_reason.lower())
+    return " · ".join(parts)
+
+
+def retry_line(event: Retrying, attempts: int) -> str:
+    # Google's RetryInfo is whole seconds, rounded down: "0s" means "now".
+    when = f"in {event.delay:g} s" if event.delay >= 0.5 else "now"
+    return f"{event.error.message} Retrying {when} (attempt {event.attempt} of {attempts})."
+
+
+def provenance(answer) -> dict:
+    """Metadata saved with each answer's output."""
+    return {
+        "model": answer.request.model_id,
+        "model_version": answer.model_version,
+        "finish_reason": answer.finish_reason,
+        "usage": answer.usage,
+        "interrupted": answer.interrupted,
+    }

@@ -1,0 +1,329 @@
+"""Settings + options + a prompt -> an engine `Request`, the same for every front end.
+
+The cell, `--over` and `gemini_magic.batch()`, the chat widget and `gemini_magic.ask()`
+all build their requests here, so an option means the same wherever it is given
+(`options.refusal` says where one cannot apply). Nothing here imports IPython: a
+front end passes what it knows of its surroundings in a `Surroundings`.
+
+    recipe = Recipe.make(options, settings, surroundings, front_end="cell")
+    prepared = recipe.prepare("Describe {img}")     # interpolation, parts, chat turn
+    answer = engine.send(prepared.request)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import GeminiError
+from .options import Options, refusal
+from .settings import SettingError, Settings, check, check_thinking
+
+# Gemini refuses a request over 20 MB; base64 makes inline bytes a third bigger, and
+# the request also carries the text, the history and the config. Parts are moved to
+# the Files API until the encoded request fits under this.
+REQUEST_LIMIT = 20 * 1024 * 1024 - 256 * 1024
+
+
+class OptionError(GeminiError):
+    """An option that cannot apply, or a value it cannot take."""
+
+    kind = "usage"
+
+
+@dataclass
+class Surroundings:
+    """What a front end knows that a request may use: the namespace for {fields},
+    conversations, Files API uploads, and how to ask the user or show progress."""
+
+    namespace: dict = field(default_factory=dict)
+    conversations: Any = None  # history.Conversations
+    uploads: Any = None  # media.Uploads
+    connection: Any = None  # client.Connection: the Files API and URL fetches
+    last_error: Callable[[], Any] | None = None  # -> context.LastError | None
+    ask_approval: Callable[[Any], bool] | None = None  # a tool call -> allowed?
+    progress: Callable | None = None  # upload progress
+    default_chat: str | None = None  # the conversation of plain cells (%gemini chat NAME)
+    notes: list = field(default_factory=list)  # one-line notes for the user, as they come
+
+
+@dataclass
+class Prepared:
+    """A request ready to send, and what the front end needs around it."""
+
+    request: Any  # engine.Request
+    fmt: str
+    pending: Any = None  # history.PendingTurn, for a chat turn
+    notes: list = field(default_factory=list)
+
+
+def _pick(option, setting):
+    return setting if option is None else option
+
+
+@dataclass
+class Recipe:
+    """Everything about a request but its prompt: made once per cell, or once for a
+    whole batch (attachments are read and tools bound once)."""
+
+    options: Options
+    settings: Settings
+    surroundings: Surroundings
+    model: str
+    config: dict
+    fmt: str
+    stream: bool
+    schema: Any
+    toolbox: Any
+    server_tools: list
+    max_steps: int
+    attachments: list  # parts from --image, before the prompt
+
+    @classmethod
+    def make(cls, options: Options, settings: Settings, surroundings: Surroundings,
+             front_end: str = "cell") -> Recipe:
+        refused = refusal(options, front_end)
+        if refused:
+            raise OptionError(refused, "Leave it out, or use a %%gemini cell.")
+        try:
+            model = check("model", _pick(options.model, settings.model))
+        except SettingError as exc:
+            raise OptionError("No model given." if not (options.model or settings.model) else str(exc),
+                              "Use -m MODEL or %config GeminiMagics.model = '...'.") from None
+        config = _generation_config(options, settings, surroundings.namespace)
+        fmt = options.format or settings.format
+        schema = None
+        if options.schema is not None or options.json:
+            from .schema import Schema, resolve
+
+            if options.schema is None:
+                schema = Schema()
+            elif isinstance(options.schema, str):
+                schema = resolve(options.schema, surroundings.namespace)
+            else:
+                schema = Schema(options.schema, getattr(options.schema, "__name__", "schema"))
+            config.update(schema.config())
+            fmt = "json" if options.format is None else fmt
+        stream = settings.stream if options.stream is None else options.stream
+        recipe = cls(options, settings, surroundings, model, config, fmt, stream, schema, None, [],
+                     _pick(options.max_steps, settings.max_steps), [])
+        recipe._bind_tools()
+        recipe.attachments = [recipe._attachment(spec) for spec in options.image or ()]
+        return recipe
+
+    # -- parts ----------------------------------------------------------------------------
+
+    def _media_options(self) -> dict:
+        s = self.surroundings
+        downscale = self.options.downscale is not False
+        return {"client": _LazyClient(s.connection) if s.connection is not None else None,
+                "max_side": self.settings.max_image_side if downscale else None,
+                "uploads": s.uploads, "progress": s.progress,
+                "open_url": s.connection.open_url if s.connection is not None else None}
+
+    def _attachment(self, spec):
+        from .media import attachment, to_part
+
+        if isinstance(spec, str):
+            return attachment(spec, self.surroundings.namespace, **self._media_options())
+        return to_part(spec, **self._media_options())
+
+    def _bind_tools(self) -> None:
+        from .tools import Toolbox, resolve
+
+        given = self.options.tools
+        names = [n.strip() for n in given.split(",") if n.strip()] if isinstance(given, str) else list(given or [])
+        bound = resolve(names, self.surroundings.namespace)
+        if bound:
+            approve = _pick(self.options.approve, self.settings.approve)
+            self.toolbox = Toolbox(bound, approve=approve, ask=self.surroundings.ask_approval)
+        for wanted, tool in (("search", "google_search"), ("code_exec", "code_execution"),
+                             ("url_context", "url_context")):
+            if getattr(self.options, wanted):
+                self.server_tools.append({tool: {}})
+
+    # -- a prompt -------------------------------------------------------------------------
+
+    def prepare(self, prompt: str, *, fields: dict | None = None, key: str | None = None,
+                notes: list | None = None) -> Prepared:
+        """The request for `prompt`; `fields` (a batch item's) come before the namespace
+        for {fields}; `key` identifies the turn when the request is a chat's."""
+        from .engine import Request
+
+        notes = notes if notes is not None else []
+        segments = self._segments(prompt.strip(), fields, notes)
+        if not any(isinstance(s, str) and s.strip() or not isinstance(s, str) for s in segments) \
+                and not self.attachments:
+            raise GeminiError("The prompt is empty.", "Write the prompt in the cell, below %%gemini.")
+        parts = self.attachments + _parts(segments, self._media_options())
+        from .client import types
+
+        user = types().Content(role="user", parts=parts)
+        request = Request(model=self.model, contents=user, config=dict(self.config), stream=self.stream,
+                          schema=self.schema, toolbox=self.toolbox, server_tools=list(self.server_tools),
+                          max_steps=self.max_steps)
+        pending = self._chat_turn(request, user, key, notes)
+        fit(request, self._media_options())
+        return Prepared(request, self.fmt, pending, notes)
+
+    def _segments(self, prompt: str, fields: dict | None, notes: list) -> list:
+        from .context import Limits, describe, error_prompt, summarize
+        from .media import is_media
+        from .prompt import interpolate
+
+        s, o = self.settings, self.options
+        limits = Limits(chars=s.summary_chars, items=s.summary_items, rows=s.summary_rows)
+
+        def render(value) -> str:
+            try:
+                return summarize(value, limits)
+            except Exception:  # a value whose str() fails still gets a placeholder
+                return f"<{type(value).__name__} object>"
+
+        namespace = self.surroundings.namespace if fields is None else {**self.surroundings.namespace, **fields}
+        segments: list = [prompt]
+        if fields is not None or (s.interpolate and o.interpolate is not False):
+            result = interpolate(prompt, namespace, render=render, keep=is_media)
+            prompt, segments = result.text, result.segments
+            if result.unresolved and fields is None:
+                notes.append(f"Note: left as written, no such variable: {', '.join(result.unresolved)} "
+                             "(use {{ }} for literal braces).")
+        if o.error:
+            error = self.surroundings.last_error() if self.surroundings.last_error else None
+            if error is None:
+                raise GeminiError("There is no error to explain yet.", "Run the cell that fails first.")
+            prompt = error_prompt(error, prompt)
+            segments = [prompt]
+        if o.context:
+            missing = [name for name in o.context if name not in namespace]
+            if missing:
+                raise GeminiError(f"--context: no variable named {', '.join(missing)}.",
+                                  "Define it first, or check the spelling.")
+            summaries = [describe(name, namespace[name], limits, fallback=render) for name in o.context]
+            context = "Context from the notebook:\n\n" + "\n\n".join(summaries) + "\n\n"
+            segments = [context, *segments]
+        return segments
+
+    def _chat_turn(self, request, user, key: str | None, notes: list):
+        name = self.options.chat
+        if name is None:
+            name = self.surroundings.default_chat
+        if not name or self.surroundings.conversations is None:
+            return None
+        from .history import begin
+
+        chat = self.surroundings.conversations.get_or_create(name)
+        budget = self.settings.chat_token_budget
+        pending = begin(chat, key or "turn", user, budget)
+        if pending.trimmed:
+            notes.append(f"Chat {chat.name!r}: the {len(pending.trimmed)} oldest turn(s) are no longer sent, to "
+                         f"stay within {budget:,} tokens (GeminiMagics.chat_token_budget).")
+        request.contents = pending.contents
+        return pending
+
+
+def _generation_config(options: Options, settings: Settings, namespace: dict) -> dict:
+    values = {
+        "temperature": _pick(options.temperature, settings.temperature),
+        "top_p": _pick(options.top_p, settings.top_p),
+        "top_k": _pick(options.top_k, settings.top_k),
+        "max_output_tokens": _pick(options.max_tokens, settings.max_tokens),
+        "seed": _pick(options.seed, settings.seed),
+        "stop_sequences": list(options.stop or settings.stop) or None,
+    }
+    for name, key in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"),
+                      ("max_tokens", "max_output_tokens"), ("seed", "seed")):
+        try:
+            check(name, values[key])
+        except SettingError as exc:
+            raise OptionError(f"--{name.replace('_', '-')}: {exc}".replace(f"{name} ", "", 1),
+                              "See %%gemini? for the options.") from None
+    system = _pick(options.system, settings.system)
+    if system:
+        value = namespace.get(system) if system.isidentifier() else None
+        values["system_instruction"] = value if isinstance(value, str) else system
+    thinking = _pick(options.thinking, settings.thinking)
+    if thinking is not None or options.thoughts:
+        try:
+            values["thinking_config"] = check_thinking(thinking)
+        except SettingError as exc:
+            raise OptionError(f"--{exc}", "See %%gemini? for the options.") from None
+        if options.thoughts:
+            values["thinking_config"]["include_thoughts"] = True
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _parts(segments: list, media_options: dict) -> list:
+    """The prompt's parts: text and the media named in it, in the order written;
+    adjacent text is one part, as if written in one piece."""
+    from .client import types
+
+    merged: list = []
+    for segment in segments:
+        if isinstance(segment, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += segment
+        else:
+            merged.append(segment)
+    parts = []
+    for segment in merged:
+        if isinstance(segment, str):
+            if segment.strip():
+                parts.append(types().Part(text=segment))
+        else:
+            from .media import to_part
+
+            parts.append(to_part(segment, **media_options))
+    return parts
+
+
+def fit(request, media_options: dict, limit: int = REQUEST_LIMIT) -> None:
+    """Move the largest inline parts of the request's own turn to the Files API until the
+    encoded request (base64, text, history) fits under `limit`."""
+    contents = request.contents if isinstance(request.contents, list) else [request.contents]
+    size = sum(_encoded_size(content) for content in contents) + len(str(request.config))
+    if size <= limit:
+        return
+    user = contents[-1]
+    inline = sorted((p for p in user.parts or [] if p.inline_data is not None and p.inline_data.data),
+                    key=lambda p: len(p.inline_data.data), reverse=True)
+    for part in inline:
+        if size <= limit:
+            break
+        blob = part.inline_data
+        encoded = (len(blob.data) + 2) // 3 * 4
+        uploads, client = media_options.get("uploads"), media_options.get("client")
+        if uploads is None or client is None:
+            raise GeminiError(f"The request is {size / 2**20:.1f} MB encoded, over Gemini's 20 MB, and no Files "
+                              "API client is at hand.", "Attach fewer or smaller files.")
+        moved = uploads.part_for(blob.data, blob.mime_type, client, media_options.get("progress"))
+        index = user.parts.index(part)
+        user.parts[index] = moved
+        size -= encoded
+    if size > limit:
+        raise GeminiError(f"The request is {size / 2**20:.1f} MB even with its files uploaded: the conversation "
+                          "or the text is too long.", "Start a new chat, or send less text.")
+
+
+def _encoded_size(content) -> int:
+    total = 0
+    for part in content.parts or []:
+        if part.thought_signature:  # base64 on the wire; an image's can be hundreds of KB
+            total += (len(part.thought_signature) + 2) // 3 * 4
+        if part.inline_data is not None and part.inline_data.data:
+            total += (len(part.inline_data.data) + 2) // 3 * 4
+        elif part.text:
+            total += len(part.text.encode("utf-8"))
+        else:
+            total += 200  # a call, a result, a file reference: small
+    return total
+
+
+class _LazyClient:
+    """The SDK client, built only if a large file must go through the Files API."""
+
+    def __init__(self, connection):
+        self._connection = connection
+
+    def __getattr__(self, name: str):
+        return getattr(self._connection.client(), name)
