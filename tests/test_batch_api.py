@@ -13,13 +13,13 @@ import re
 from types import SimpleNamespace
 
 import pytest
-from gemini_magic.batches.api import BatchJobError, Job, JobNotDone, ResultsUnavailable, UnknownJob
 from google import genai
 from google.genai import types
 from pydantic import BaseModel
 
 from gemini_magic.batches import ItemError, wire
 from gemini_magic.batches import api as batch_api
+from gemini_magic.batches.api import BatchJobError, Job, JobNotDone, ResultsUnavailable, UnknownJob
 from gemini_magic.client import Connection
 from gemini_magic.engine import Engine, Request
 from gemini_magic.errors import GeminiError
