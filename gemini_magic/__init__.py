@@ -5,6 +5,12 @@
     %%gemini -m gemini-2.5-flash
     Explain list comprehensions in two sentences.
 
+The same from Python, in a notebook or any program (the options are the cell's):
+
+    import gemini_magic
+    answer = gemini_magic.ask("Explain list comprehensions", model="gemini-2.5-flash")
+    print(answer.read())                      # or: for event in answer: ...
+
 Loading registers the magics and starts importing google-genai in the background;
 nothing here imports the SDK in the foreground.
 """
@@ -15,10 +21,11 @@ import os
 
 __version__ = "0.1.0"
 
-__all__ = ["batch", "conversation", "conversations", "last_batch", "load_ipython_extension", "tool",
-           "unload_ipython_extension"]
+__all__ = ["ask", "batch", "conversation", "conversations", "current_session", "last_batch",
+           "load_ipython_extension", "tool", "unload_ipython_extension"]
 
 _magics = None
+_session = None  # the Python API's, outside IPython
 
 
 def __getattr__(name: str):
@@ -30,10 +37,39 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'gemini_magic' has no attribute {name!r}")
 
 
-def _loaded():
-    if _magics is None:
-        raise RuntimeError("Load the extension first: %load_ext gemini_magic")
-    return _magics
+def current_session():
+    """The session requests go through: the loaded extension's (its settings are
+    `%config GeminiMagics.*`), else one of this program's, with the default settings
+    and the environment's key, endpoint and quota tier."""
+    global _session
+    if _magics is not None:
+        return _magics.session
+    if _session is None:
+        from .session import Session
+
+        _session = Session()
+    return _session
+
+
+def ask(prompt: str, *, namespace: dict | None = None, **options):
+    """Ask Gemini: an Answer, sent when it is read. Iterate it for events (TextDelta,
+    ToolUpdate, Finished, ...) or `.read()` it whole (raises its error if it failed).
+
+    >>> answer = gemini_magic.ask("Capital of Peru?", model="gemini-2.5-flash-lite", temperature=0)
+    >>> answer.read()
+    'Lima.'
+    >>> gemini_magic.ask("Describe {img}", namespace={"img": image}).read()
+
+    Options are the cell's, as keyword arguments: model, temperature, top_p, top_k,
+    max_tokens, seed, stop, thinking, system, json, schema, stream, interpolate, tools
+    (names or functions), approve, max_steps, search, code_exec, url_context, image,
+    downscale, thoughts, chat (a conversation's name), context, error. {fields} are
+    filled from `namespace` (in a notebook with the extension loaded, its variables).
+    """
+    active = current_session()
+    if namespace is None and _magics is not None:
+        namespace = _magics.shell.user_ns
+    return active.ask(prompt, namespace=namespace, **options)
 
 
 def conversation(name: str):
@@ -42,10 +78,11 @@ def conversation(name: str):
     >>> chat = gemini_magic.conversation("story")
     >>> chat.messages()     # [{"role": "user", "text": ...}, {"role": "model", ...}]
     """
-    return _loaded().conversations.get_or_create(name)
+    return current_session().conversations.get_or_create(name)
 
 
-def batch(template: str, rows, *, column: str = "answer", concurrency: int = 8, mode: str = "local", **options):
+def batch(template: str, rows, *, column: str = "answer", concurrency: int = 8, mode: str = "local",
+          namespace: dict | None = None, **options):
     """Ask once per item of `rows` (a list, Series or DataFrame); results come back
     aligned: a list, a Series, or the DataFrame with a new `column`. A failed item
     holds a falsy `ItemError` in its place; the batch goes on.
@@ -55,54 +92,50 @@ def batch(template: str, rows, *, column: str = "answer", concurrency: int = 8, 
     >>> gemini_magic.batch("One-line summary: {text}", df)   # df with a 'text' column
     ... # a copy of df with an 'answer' column
 
-    `options` are the cell's: model, temperature, top_p, top_k, max_tokens, seed,
-    system, json=True, schema=<pydantic model, dataclass or TypedDict>. A scalar item
-    is `{item}` in the template; every item also has `{index}`. An interrupted batch
-    keeps its finished results: `gemini_magic.last_batch().resume()` runs the rest.
+    `options` are the cell's, as in `ask` (tools, search, image, schema=<class> ...);
+    one that cannot apply to a batch (chat, thoughts) is refused, naming it. A scalar
+    item is `{item}` in the template; every item also has `{index}`. An interrupted
+    batch keeps its finished results: `gemini_magic.last_batch().resume()` runs the rest.
 
     `mode="api"` sends the prompts as one Gemini Batch API job instead (half the
     price, no per-minute limits, for thousands of prompts): the job id is printed, the
     call waits for the job and returns its results aligned the same way; a later
     kernel collects a job with `%gemini batch-status ID`.
     """
-    if mode not in ("local", "api"):
-        raise ValueError("mode is 'local' (requests from here) or 'api' (a Batch API job)")
-    from .batches import local as batching
-    from .schema import Schema
+    import sys
 
-    magics = _loaded()
-    args = magics._parse("")
-    for name, value in options.items():
-        if not hasattr(args, name):
-            raise TypeError(f"batch() got an unexpected option {name!r}")
-        setattr(args, name, value)
-    if options.get("schema") is not None and not isinstance(options["schema"], str):
-        args.schema = Schema(options["schema"], getattr(options["schema"], "__name__", "schema"))
-    requests, like = batching.build_requests(template, rows, magics.shell.user_ns, magics.request_factory(args))
-    if mode == "api":
-        from .batches import api as batch_api
+    from .batches import ask_many
+    from .batches.local import summary
+    from .options import Options
 
-        results = batch_api.run(requests, magics.connection, model=args.model or magics.model)
-        return batching._shape(list(results), like, column)
-    run = batching.run(requests, magics.engine, concurrency=concurrency, progress=batching.progress_for(magics.shell))
-    batching.last_run = run
-    if run.interrupted or run.errors:
-        import sys
+    given = Options.of(options, "batch()")
+    active = current_session()
+    surroundings = {}
+    progress = None
+    if _magics is not None:
+        from .render.progress import batch_progress
 
-        print(batching.summary(run), file=sys.stderr)
-    return batching._shape(run.results, like, column)
+        surroundings = {"last_error": _magics.last_error, "progress": None}
+        progress = batch_progress(_magics.shell) if mode != "api" else None
+    if namespace is not None:
+        surroundings["namespace"] = namespace
+    results, run = ask_many(active, template, rows, given, mode=mode, column=column, concurrency=concurrency,
+                            progress=progress, surroundings=surroundings)
+    if run is not None and (run.interrupted or run.errors):
+        print(summary(run), file=sys.stderr)
+    return results
 
 
 def last_batch():
     """The last batch run (`.results`, `.errors`, `.resume()`)."""
-    from .batches import local as batching
+    from . import batches
 
-    return batching.last_run
+    return batches.last_run
 
 
 def conversations() -> dict:
-    """Every conversation of this shell, by name."""
-    return dict(_loaded().conversations)
+    """Every conversation of this session, by name."""
+    return dict(current_session().conversations)
 
 
 def load_ipython_extension(ipython) -> None:
@@ -121,7 +154,9 @@ def load_ipython_extension(ipython) -> None:
     mode = os.environ.get(MODE_VARIABLE, "").strip().lower()
     path = os.environ.get(PATH_VARIABLE)
     if mode and mode != "live" and path:
-        _magics._set_recording(mode, path)
+        from .magics.commands.recording import set_recording
+
+        set_recording(_magics, mode, path)
 
 
 def unload_ipython_extension(ipython) -> None:
@@ -138,5 +173,5 @@ def unload_ipython_extension(ipython) -> None:
             ipython.events.unregister(event, getattr(_magics, event))
         except ValueError:  # never registered
             pass
-    _magics.connection.close()
+    _magics.close()
     _magics = None

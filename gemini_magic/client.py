@@ -221,9 +221,11 @@ class Connection:
         """The httpx client handed to the SDK: one for the connection's life, on the stack."""
         import httpx2
 
+        from .transport.cancel import CancelTransport
+
         with self._lock:
             if self._http is None:
-                self._http = httpx2.Client(transport=self.transport, timeout=self.timeout)
+                self._http = httpx2.Client(transport=CancelTransport(self.transport), timeout=self.timeout)
             return self._http
 
     def open_url(self, url: str, timeout: float):
@@ -231,11 +233,12 @@ class Connection:
         a streamed response, to be used as a context manager."""
         import httpx2
 
+        from .transport.cancel import CancelTransport
         from .transport.replay import FETCH_EXTENSION
 
         with self._lock:
             if self._fetcher is None:
-                self._fetcher = httpx2.Client(transport=self.transport, follow_redirects=True)
+                self._fetcher = httpx2.Client(transport=CancelTransport(self.transport), follow_redirects=True)
             fetcher = self._fetcher
         request = fetcher.build_request("GET", url, timeout=timeout, extensions={FETCH_EXTENSION: True})
         return contextlib.closing(fetcher.send(request, stream=True))

@@ -107,9 +107,13 @@ class Answer:
         self.interrupted = False
         self.parsed: Any = None
         self.done = False
-        self._stream = None
         self._calls: list[Any] = []  # function calls of the current step
         self.on_wait = None  # a front end's countdown for rate-limit waits: on_wait(quota.Wait)
+        from .transport.cancel import Cancel
+
+        self._cancel = Cancel()  # interrupt() from any thread closes this answer's responses
+        self._when_done: list[Callable[[Answer], None]] = []
+        self.commit = None  # a chat turn's history.Commit, once kept
 
     # The text is joined on demand: appending to a list keeps the hot path cheap.
     @property
@@ -133,24 +137,52 @@ class Answer:
             return
         try:
             yield from self._run()
+        except KeyboardInterrupt:
+            # Ctrl-C in the thread reading: marked before the callbacks below run, so
+            # a chat does not keep a partial turn.
+            self.interrupt()
+            raise
         finally:
             self.done = True
+            callbacks, self._when_done = self._when_done, []
+            for callback in callbacks:
+                callback(self)
+
+    def on_done(self, callback: Callable[[Answer], None]) -> None:
+        """Call `callback(answer)` once the answer has ended, however it ended (on the
+        thread that read it): a chat keeps its turn this way."""
+        if self.done:
+            callback(self)
+        else:
+            self._when_done.append(callback)
 
     def wait(self) -> Answer:
-        for _ in self:
-            pass
+        try:
+            for _ in self:
+                pass
+        except KeyboardInterrupt:
+            pass  # interrupted: the partial answer is kept
         return self
 
+    def read(self) -> str:
+        """The whole answer's text, waiting for it; raises the error if it failed.
+
+        >>> gemini_magic.ask("Two facts about otters").read()
+        """
+        self.wait()
+        if self.error is not None:
+            raise self.error
+        return self.text
+
+    def __str__(self) -> str:
+        return self.text
+
     def interrupt(self) -> None:
-        """Stop reading (Ctrl-C, a Stop button): close the HTTP response, keep the text."""
+        """Stop the answer (Ctrl-C, a Stop button), from any thread: its open responses
+        close now (the server sees the connection go), nothing more is sent, and the
+        text that arrived is kept."""
         self.interrupted = True
-        self.done = True
-        stream, self._stream = self._stream, None
-        if stream is not None and hasattr(stream, "close"):
-            try:
-                stream.close()
-            except Exception:
-                pass
+        self._cancel.cancel()
 
     def notice(self) -> str | None:
         """What the user should know about how the answer ended, if anything."""
@@ -179,7 +211,8 @@ class Answer:
         final = False
         while True:
             yield from self._step(contents, tools_allowed=not final)
-            if self.error is not None or self.interrupted:
+            if self.error is not None or self.interrupted or self._cancel.cancelled:
+                self.interrupted = self.interrupted or self._cancel.cancelled
                 return
             calls = self._calls
             if not calls or toolbox is None:
@@ -219,7 +252,6 @@ class Answer:
                              "Gemini was asked to answer without more tool calls.")
             self.exchange += [model_turn, reply]
             contents = contents + [model_turn, reply]
-        self._stream = None
         self._parse()
         if self.error is not None:
             yield Failed(self.error)
@@ -242,9 +274,11 @@ class Answer:
         self.step_parts = PartsBuilder()
         self._step_chunks = 0
         self._done_usage, self._step_usage = self.usage, {}
+        from .transport.cancel import Cancelled
+
         for attempt in range(1, policy.attempts + 1):
             try:
-                for response in self._open(contents, tools_allowed):
+                for response in self._responses(contents, tools_allowed):
                     yield from self._absorb(response)
                 self.engine.count(self.request.model_id, self._step_usage)
                 for problem in self.engine.problems():
@@ -252,9 +286,15 @@ class Answer:
                 if self.error is not None:
                     yield Failed(self.error)
                 return
+            except Cancelled:
+                self.interrupted = True  # stopped: the text that arrived stays
+                return
             except GeminiError as exc:
                 error = exc
             except Exception as exc:  # SDK, HTTP and replay errors: translated below
+                if self._cancel.cancelled:  # a read that cancel() ended
+                    self.interrupted = True
+                    return
                 error = explain(exc, self.engine.context(self.request.model_id))
                 error.__cause__ = exc
             # Retry only what failed before any of the answer arrived: text already
@@ -267,7 +307,9 @@ class Answer:
                 and waited + delay <= policy.max_wait
             ):
                 yield Retrying(error, delay, attempt + 1)
-                self.engine.pause(delay)
+                if self.engine.pause(delay, self._cancel):
+                    self.interrupted = True  # stopped while waiting to retry: nothing more is sent
+                    return
                 waited += delay
                 continue
             self.error = error
@@ -298,10 +340,35 @@ class Answer:
         config = self._config(tools_allowed)
         models = client.models
         if self.request.stream:
-            self._stream = models.generate_content_stream(model=self.request.model_id, contents=contents,
-                                                          config=config)
-            return self._stream
+            return models.generate_content_stream(model=self.request.model_id, contents=contents, config=config)
         return [models.generate_content(model=self.request.model_id, contents=contents, config=config)]
+
+    def _responses(self, contents: list, tools_allowed: bool) -> Iterator[Any]:
+        """The SDK's responses, each read with this answer's Cancel in force on this
+        thread (so interrupt() can close what it opened); only while the SDK runs, not
+        while a front end renders between chunks."""
+        from .transport.cancel import leave
+
+        cancel = self._cancel
+        previous = cancel.enter()
+        try:
+            stream = iter(self._open(contents, tools_allowed))
+        finally:
+            leave(previous)
+        try:
+            while True:
+                previous = cancel.enter()
+                try:
+                    response = next(stream)
+                except StopIteration:
+                    return
+                finally:
+                    leave(previous)
+                yield response
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # on this thread: an interrupted stream's generator ends here
 
     def _step_content(self):
         return self.step_parts.content()
@@ -484,17 +551,23 @@ class Engine:
         """What went wrong keeping usage or learned limits (a damaged or unwritable
         file in the data folder), each said once: never a failed cell for it."""
         found = []
-        for holder in (self.connection.usage, getattr(self.connection.limiter, "learned", None)):
+        for holder in (self.connection.usage, getattr(self.connection.limiter, "learned", None),
+                       self.connection.limiter):
             problem = getattr(holder, "problem", None)
             if problem and problem not in self._told:
                 self._told.add(problem)
                 found.append(problem)
         return found
 
-    def pause(self, seconds: float) -> None:
+    def pause(self, seconds: float, cancel=None) -> bool:
+        """Wait before a retry; True if `cancel` was cancelled meanwhile (it wakes the wait)."""
         # A replayed error's retry needs no real wait: the answer is on disk.
-        if not self.replaying():
-            self.sleep(seconds)
+        if self.replaying():
+            return bool(cancel is not None and cancel.cancelled)
+        if cancel is not None and self.sleep is time.sleep:
+            return cancel.wait(seconds)
+        self.sleep(seconds)
+        return bool(cancel is not None and cancel.cancelled)
 
     def context(self, model: str = "") -> Context:
         conn = self.connection

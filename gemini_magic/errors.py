@@ -125,7 +125,17 @@ def _reason(exc) -> str:
 
 
 def explain(exc: BaseException, context: Context | None = None) -> GeminiError:
-    """Translate an exception from a request into a GeminiError."""
+    """Translate an exception from a request into a GeminiError, scrubbed of the key
+    (a server may echo it): every front end shows these messages as they are."""
+    error = _explain(exc, context)
+    from .client import find_api_key
+
+    key = find_api_key()
+    error.message, error.hint = scrub(error.message, key), scrub(error.hint, key)
+    return error
+
+
+def _explain(exc: BaseException, context: Context | None = None) -> GeminiError:
     context = context or Context()
     if isinstance(exc, GeminiError):
         return exc

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,9 +64,23 @@ class Commit:
 
 
 class Conversation:
+    """One conversation, shared by the cells and widgets that name it. Safe across
+    threads (a chat widget commits from its own): every change holds its lock, and
+    `reset`/`replace_turns` change it in place, so everyone holding it sees them."""
+
     def __init__(self, name: str):
         self.name = name
         self.turns: list[Turn] = []
+        self.lock = threading.RLock()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.turns.clear()
+
+    def replace_turns(self, turns: list[Turn]) -> None:
+        """This conversation's turns become `turns` (`%gemini load`), in place."""
+        with self.lock:
+            self.turns[:] = list(turns)
 
     def __len__(self) -> int:
         return len(self.turns)
@@ -88,27 +103,32 @@ class Conversation:
 
     def contents(self, key: str, user, skip: list[Turn] = ()) -> list:
         history = []
-        for turn in self.history_for(key, skip):
-            history += [turn.user, *turn.exchange, turn.model]
+        with self.lock:
+            for turn in self.history_for(key, skip):
+                history += [turn.user, *turn.exchange, turn.model]
         return history + [user]
 
     def commit(self, key: str, user, model, model_id: str = "", usage: dict | None = None,
-               exchange: list | None = None) -> Commit:
+               exchange: list | None = None, trimmed: list[Turn] = ()) -> Commit:
         turn = Turn(key, user, model, model_id, usage or {}, exchange=list(exchange or []))
-        index = self.index_of(key)
-        if index is None:
-            self.turns.append(turn)
-            return Commit()
-        dropped = len(self.turns) - index - 1
-        self.turns[index:] = [turn]
-        return Commit(replaced=True, dropped=dropped)
+        with self.lock:
+            for old in trimmed:
+                old.trimmed = True
+            index = self.index_of(key)
+            if index is None:
+                self.turns.append(turn)
+                return Commit()
+            dropped = len(self.turns) - index - 1
+            self.turns[index:] = [turn]
+            return Commit(replaced=True, dropped=dropped)
 
     def over_budget(self, key: str, budget: int, incoming: int = 0) -> list[Turn]:
         """The oldest turns to stop sending so that the history cell `key` builds on
         fits the budget (the newest is always kept). Nothing is changed here: the
         caller marks them `trimmed` once the answer is committed, so a failed
         request trims nothing."""
-        live = self.history_for(key)
+        with self.lock:
+            live = self.history_for(key)
         total = sum(t.estimated_tokens() for t in live) + incoming
         out = []
         for turn in live[:-1]:
@@ -193,10 +213,8 @@ class PendingTurn:
         conversation exactly as it was (None)."""
         if answer.error is not None or answer.interrupted:
             return None
-        for turn in self.trimmed:
-            turn.trimmed = True
         return self.conversation.commit(self.key, self.user, model_content(answer), answer.request.model_id,
-                                        answer.usage, answer.exchange)
+                                        answer.usage, answer.exchange, trimmed=self.trimmed)
 
 
 def begin(conversation: Conversation, key: str, user, budget: int) -> PendingTurn:
@@ -206,12 +224,15 @@ def begin(conversation: Conversation, key: str, user, budget: int) -> PendingTur
 
 
 class Conversations(dict):
-    """Every conversation of a shell, by name; made on first use."""
+    """Every conversation of a shell, by name; made on first use, one object per name."""
+
+    _lock = threading.Lock()
 
     def get_or_create(self, name: str) -> Conversation:
-        if name not in self:
-            self[name] = Conversation(name)
-        return self[name]
+        with self._lock:
+            if name not in self:
+                self[name] = Conversation(name)
+            return self[name]
 
 
 def model_content(answer) -> Any:

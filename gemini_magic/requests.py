@@ -106,6 +106,8 @@ class Recipe:
             config.update(schema.config())
             fmt = "json" if options.format is None else fmt
         stream = settings.stream if options.stream is None else options.stream
+        if front_end in ("batch", "batch-api"):
+            stream = False  # nothing shows an item's answer as it arrives
         recipe = cls(options, settings, surroundings, model, config, fmt, stream, schema, None, [],
                      _pick(options.max_steps, settings.max_steps), [])
         recipe._bind_tools()

@@ -165,3 +165,20 @@ def usage_table(store: UsageStore, limiter=None) -> str:
     if limiter is not None:
         lines += limiter.describe_limits()
     return "\n".join(lines)
+
+
+def limits_file(path: Path) -> tuple[dict, str | None]:
+    """Per-model limits from `limits.json` (e.g. a paid tier's figures), and why the file
+    could not be used, if it could not: a bad file is reported, never silently ignored."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}, None
+    except (OSError, ValueError) as exc:
+        return {}, f"{path} was not used: {type(exc).__name__}: {exc}."
+    from .settings import SettingError, check_rate_limits
+
+    try:
+        return check_rate_limits(data), None
+    except SettingError as exc:
+        return {}, f"{path} was not used: {exc}"

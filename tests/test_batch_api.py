@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from types import SimpleNamespace
 
 import pytest
 from google import genai
@@ -360,7 +359,7 @@ def test_job_status_from_a_fresh_connection_collects_the_results(server, env, ca
     first.close()
     capsys.readouterr()
 
-    later = SimpleNamespace(connection=Connection())  # another kernel: only the id is shared
+    later = Connection()  # another kernel: only the id is shared
     assert batch_api.job_status(later, job.id) is None
     out = capsys.readouterr().out
     assert f"Batch job {job.id} (gemini-magic batch (3 prompts)): JOB_STATE_RUNNING, model {MODEL}" in out
@@ -372,7 +371,7 @@ def test_job_status_from_a_fresh_connection_collects_the_results(server, env, ca
     assert isinstance(results, list) and len(results) == 3
     out = capsys.readouterr().out
     assert "JOB_STATE_SUCCEEDED" in out and "2 of 3 results, 1 failed" in out
-    later.connection.close()
+    later.close()
 
 
 def test_job_status_returns_partial_results_of_a_cancelled_job(server, env, capsys):
@@ -380,7 +379,7 @@ def test_job_status_returns_partial_results_of_a_cancelled_job(server, env, caps
     server.batch_partial = 1
     job = batch_api.submit(make_requests(["a", "b"]), Connection(), model=MODEL)
     job.cancel()
-    results = batch_api.job_status(SimpleNamespace(connection=Connection()), job.id)
+    results = batch_api.job_status(Connection(), job.id)
     assert results[0] == "Echo: a" and isinstance(results[1], ItemError)
     assert "was cancelled. 1 of 2 results were kept" in capsys.readouterr().err
 
@@ -389,7 +388,7 @@ def test_job_status_of_a_failed_job_with_nothing_kept_raises(server, env):
     server.batch_fail = True
     job = submit_and_wait(make_requests(["a"]), Connection())
     with pytest.raises(BatchJobError, match="failed"):
-        batch_api.job_status(SimpleNamespace(connection=Connection()), job.id)
+        batch_api.job_status(Connection(), job.id)
 
 
 def test_the_magic_collects_a_job_and_reports_an_unknown_one(ip, server, capsys):

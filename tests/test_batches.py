@@ -21,7 +21,6 @@ from pydantic import BaseModel
 
 import gemini_magic
 from gemini_magic.batches import ItemError
-from gemini_magic.batches import local as batches
 from gemini_magic.client import Connection
 from gemini_magic.magics import CellFailed
 from tests.fake_gemini import Error, Reply
@@ -33,13 +32,10 @@ FLASH = "gemini-2.5-flash"
 
 
 @pytest.fixture(autouse=True)
-def _fresh_batch_cache():
-    """The session cache of finished items is module state: each test starts empty."""
-    batches._finished.clear()
-    batches.last_run = None
+def _no_last_batch():
+    gemini_magic.batches.last_run = None
     yield
-    batches._finished.clear()
-    batches.last_run = None
+    gemini_magic.batches.last_run = None
 
 
 @pytest.fixture
@@ -159,7 +155,7 @@ def test_options_reach_each_request(bip, server):
         config_ = request.body["generationConfig"]
         assert config_["temperature"] == 0.3 and config_["maxOutputTokens"] == 50
         assert request.system_texts() == ["Be brief."]
-    with pytest.raises(TypeError, match="unexpected option 'colour'"):
+    with pytest.raises(TypeError, match="unknown option 'colour'"):
         gemini_magic.batch("x {item}", ["a"], colour="red")
 
 
@@ -413,17 +409,27 @@ def test_rerunning_an_interrupted_cell_sends_only_the_rest(bip, server, slow_ite
 # -- the session cache and recordings ------------------------------------------------------------------
 
 
-def test_rerunning_the_same_batch_sends_nothing(bip, server):
-    items = ["a", "b", "c"]
+def test_each_run_asks_again_and_identical_prompts_are_each_sent(bip, server):
+    """No cache across runs (it made N identical prompts give 1 or N answers, by timing,
+    and left a re-run under %gemini record out of the recording)."""
+    items = ["a", "b", "a", "a"]
     first = gemini_magic.batch("Say {item}", items)
-    assert len(sent(server)) == 3
+    assert first == ["Echo: Say a", "Echo: Say b", "Echo: Say a", "Echo: Say a"]
+    assert len(sent(server)) == 4  # every item, identical or not
     assert gemini_magic.batch("Say {item}", items) == first
-    assert len(sent(server)) == 3
-    # One new item costs one request; other options make other requests.
-    gemini_magic.batch("Say {item}", [*items, "d"])
-    assert len(sent(server)) == 4
-    gemini_magic.batch("Say {item}", items, temperature=0.5)
-    assert len(sent(server)) == 7
+    assert len(sent(server)) == 8  # a second run asks again
+
+
+def test_a_batch_rerun_while_recording_is_recorded_and_replays(bip, server, tmp_path):
+    items = ["x", "y", "x"]
+    gemini_magic.batch("Echo {item}", items)  # asked once before recording
+    rec = tmp_path / "rerun.gemini.json"
+    bip.run_line_magic("gemini", f"record {rec}")
+    recorded = gemini_magic.batch("Echo {item}", items)
+    bip.run_line_magic("gemini", f"replay {rec}")
+    server.reset()
+    assert gemini_magic.batch("Echo {item}", items) == recorded
+    assert server.requests == []
 
 
 def _recorded_prompts(rec) -> list[str]:
@@ -440,8 +446,7 @@ def test_cache_recording_makes_a_rerun_after_reload_free(bip, server, tmp_path):
     assert len(sent(server)) == 4
     assert _recorded_prompts(rec) == sorted(["A cell before the batch", *(f"Capital of {c}?" for c in df["country"])])
 
-    reload_extension(bip)
-    batches._finished.clear()  # as in a new kernel: only the recording remains
+    reload_extension(bip)  # as in a new kernel: only the recording remains
     bip.run_line_magic("gemini", f"cache {rec}")
     server.reset()
     again = gemini_magic.batch("Capital of {country}?", df)

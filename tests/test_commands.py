@@ -16,13 +16,14 @@ from IPython.core.error import UsageError
 from traitlets.config import Config
 
 import gemini_magic
-from gemini_magic.magics import COMMANDS, CellFailed, GeminiMagics
+from gemini_magic.magics import CellFailed, GeminiMagics
+from gemini_magic.magics.commands import COMMANDS
 from tests.conftest import TEST_KEY
 from tests.fake_gemini import Error, Reply
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATE = ("generateContent", "streamGenerateContent")
-COMMAND_NAMES = [c.split()[0] for c in COMMANDS]
+COMMAND_NAMES = list(COMMANDS)
 
 
 def gemini(ip, line: str) -> None:
@@ -150,8 +151,8 @@ def test_config_takes_no_arguments(ip):
 
 
 def _assert_help(out: str) -> None:
-    for command in COMMANDS:
-        assert f"%gemini {command}" in out, command
+    for command in COMMANDS.values():
+        assert f"%gemini {command.usage}" in out, command
     assert "%%gemini" in out
 
 

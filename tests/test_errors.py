@@ -14,7 +14,8 @@ import pytest
 from IPython.core.error import UsageError
 
 import gemini_magic
-from gemini_magic.magics import COMMANDS, CellFailed
+from gemini_magic.magics import CellFailed
+from gemini_magic.magics.commands import COMMANDS
 from tests.conftest import TEST_KEY
 from tests.fake_gemini import Blocked, Error, Reply
 
@@ -203,7 +204,7 @@ def test_debug_setting_shows_the_traceback(ip, server, env, name):
 def test_hints_name_only_commands_that_exist(ip, server, env, name):
     setup, _ = SCENARIOS[name]
     exc = fail(ip, setup(ip, server, env))
-    known = {c.split()[0] for c in COMMANDS}
+    known = set(COMMANDS)
     mentioned = re.findall(r"(?<!%)%gemini (\w+)", f"{exc.error.message} {exc.error.hint}")
     assert set(mentioned) <= known, f"{name}: hint names %gemini {sorted(set(mentioned) - known)}: {exc.error.hint}"
 

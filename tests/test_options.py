@@ -491,11 +491,17 @@ def test_format_setting_and_option_override(ip, server, next_input):
     assert len(next_input) == 1
 
 
-def test_settings_are_range_checked_too(ip, server):
-    config(ip, "temperature = 3.0")
-    with pytest.raises(UsageError):
-        ask(ip)
-    assert server.requests == []
+def test_settings_are_checked_when_set(ip, server):
+    """A bad %config value fails when set, saying what the setting takes, and the
+    setting keeps its old value: it never fails later, inside a request."""
+    from traitlets import TraitError
+
+    magics = gemini_magic._magics
+    with pytest.raises(TraitError, match=r"temperature must be between 0 and 2, not 3.0"):
+        magics.temperature = 3.0
+    assert magics.temperature is None
+    ask(ip)
+    assert gen(server.last, "temperature") is MISSING
 
 
 # -- endpoint -----------------------------------------------------------------------

@@ -14,7 +14,6 @@ import re
 import pytest
 
 import gemini_magic
-from gemini_magic.batches import local as batches
 from gemini_magic.transport.learned import LearnedLimits, account_id, default_path
 from gemini_magic.transport.limits import Limit, Limiter
 from gemini_magic.usage import UsageStore
@@ -25,13 +24,6 @@ from tests.fake_gemini.server import usage_metadata
 FLASH = "gemini-2.5-flash"
 LITE = "gemini-2.5-flash-lite"
 RPD_FREE = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_batch_cache():
-    batches._finished.clear()
-    yield
-    batches._finished.clear()
 
 
 def magics():

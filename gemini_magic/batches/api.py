@@ -480,12 +480,12 @@ def run(requests: list, connection, *, model: str | None = None, display_name: s
 # -- %gemini batch-status ID --------------------------------------------------------------
 
 
-def job_status(magics, job_id: str):
+def job_status(connection, job_id: str):
     """For `%gemini batch-status ID`: print the job's state; once it has ended, return
     its results (aligned by key, as text), so a later kernel collects them. A job that
     failed, was cancelled or expired returns what it answered, with a warning, or
     raises BatchJobError when it answered nothing."""
-    job = Job.attach(job_id, magics.connection)
+    job = Job.attach(job_id, connection)
     name = f" ({job.display_name})" if job.display_name else ""
     model = f", model {job.model}" if job.model else ""
     print(f"Batch job {job.id}{name}: {job.state}{model}")

@@ -3,17 +3,21 @@
     import gemini_magic
     df["summary"] = gemini_magic.batch("Summarise in one line: {text}", df)["answer"]
 
-Every item goes through the same engine as a cell (retries, rate limits, record and
-replay), so a batch runs as fast as the quota allows without collecting 429s, and a
-re-run under `%gemini cache` costs nothing. An item that fails keeps its error in
-its place; the batch goes on.
+Every item is built like a cell's request (requests.py: the same options, tools,
+search, attachments) and goes through the same engine (retries, rate limits, record
+and replay), so a batch runs as fast as the quota allows without collecting 429s.
+An item that fails keeps its error in its place; the batch goes on.
+
+A run keeps its own results: an interrupted run resumes where it stopped
+(`resume()`, or running the same cell again), waiting for requests still in flight
+rather than asking again. Nothing is cached across runs: running a batch again asks
+again (and records, under `%gemini record`), N identical prompts are N requests.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -37,16 +41,9 @@ class ItemError:
         return False
 
 
-# Finished items of this session, by request: an interrupted batch resumes where it
-# stopped, and a re-run cell only sends what is missing.
-_finished: dict[str, Any] = {}
-_in_flight: dict[str, threading.Event] = {}  # requests still out, set when they end
-_finished_lock = threading.Lock()
-last_run: BatchRun | None = None
-
-
 def _identity(request) -> str:
-    text = json.dumps([request.model_id, repr(request.contents), repr(sorted(request.config.items()))],
+    text = json.dumps([request.model_id, repr(request.contents), repr(sorted(request.config.items())),
+                       repr(request.server_tools), sorted(request.toolbox.tools) if request.toolbox else None],
                       sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -64,10 +61,16 @@ class BatchRun:
     results: list = field(default_factory=list)
     interrupted: bool = False
     progress: Any = None  # callable(done, total, failed)
+    seconds: float = 0.0
+    usage: dict = field(default_factory=dict)  # tokens of the answers, added up
+    bugs: int = 0  # items that failed on an unexpected exception (reported, not hidden)
 
     def __post_init__(self) -> None:
         if not self.results:
             self.results = [None] * len(self.requests)
+        self._in_flight: dict[int, threading.Event] = {}
+        self._lock = threading.Lock()
+        self.identities = [_identity(r) for r in self.requests]
 
     @property
     def done(self) -> int:
@@ -80,17 +83,18 @@ class BatchRun:
     def pending(self) -> list[int]:
         return [i for i, r in enumerate(self.results) if r is None or isinstance(r, ItemError)]
 
+    def same(self, requests: list) -> bool:
+        """Whether `requests` are this run's (a re-run cell that may resume it)."""
+        return [_identity(r) for r in requests] == self.identities
+
     def resume(self) -> BatchRun:
         """Run the items that have not finished (or failed), keeping the others."""
         self.interrupted = False
         todo = self.pending()
-        for i in todo:
-            cached = _finished.get(_identity(self.requests[i]))
-            self.results[i] = cached
-        todo = [i for i in todo if self.results[i] is None]
         self._report()
         if not todo:
             return self
+        started = time.perf_counter()
         pool = ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(todo))),
                                   thread_name_prefix="gemini-batch")
         futures = {pool.submit(self._one, i): i for i in todo}
@@ -109,38 +113,41 @@ class BatchRun:
                 future.cancel()
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+        self.seconds += time.perf_counter() - started
         self._report()
         return self
 
     def _one(self, index: int) -> None:
         if self.interrupted:
             return  # dropped: it had not started when the batch was interrupted
-        request = self.requests[index]
-        identity = _identity(request)
-        with _finished_lock:
-            running = _in_flight.get(identity)
+        with self._lock:
+            running = self._in_flight.get(index)
             if running is None:
-                _in_flight[identity] = threading.Event()
+                self._in_flight[index] = threading.Event()
         if running is not None:
-            # The same request is still out from an interrupted run: wait for it.
-            running.wait()
-            if identity in _finished:
-                self.results[index] = _finished[identity]
+            running.wait()  # still out from an interrupted run: its answer lands in results
+            if self.results[index] is not None:
                 return
-            with _finished_lock:
-                _in_flight.setdefault(identity, threading.Event())
+            with self._lock:
+                self._in_flight.setdefault(index, threading.Event())
         try:
-            answer = self.engine.send(request).wait()
+            answer = self.engine.send(self.requests[index]).wait()
             if answer.error is not None:
                 self.results[index] = ItemError(answer.error.message, answer.error.kind)
                 return
-            value = answer.parsed if answer.parsed is not None else answer.text
-            self.results[index] = value
-            with _finished_lock:
-                _finished[identity] = value
+            self.results[index] = answer.parsed if answer.parsed is not None else answer.text
+            with self._lock:
+                for name, value in answer.usage.items():
+                    self.usage[name] = self.usage.get(name, 0) + value
+        except Exception as exc:  # noqa: BLE001  (a bug must not leave a hole: the item says what happened)
+            from ..client import find_api_key
+            from ..errors import scrub
+
+            self.bugs += 1
+            self.results[index] = ItemError(scrub(f"Unexpected {type(exc).__name__}: {exc}", find_api_key()), "bug")
         finally:
-            with _finished_lock:
-                done = _in_flight.pop(identity, None)
+            with self._lock:
+                done = self._in_flight.pop(index, None)
             if done is not None:
                 done.set()
 
@@ -149,8 +156,11 @@ class BatchRun:
             self.progress(self.done - len(self.errors), len(self.requests), len(self.errors))
 
 
-def _items(rows) -> tuple[list[dict], Any]:
+def items(rows) -> tuple[list[dict], Any]:
     """Each row as the fields a template can name, and how to shape the results."""
+    if isinstance(rows, (str, bytes)) or not hasattr(rows, "__iter__"):
+        raise GeminiError(f"A batch runs over a list, a pandas Series or a DataFrame, not a {type(rows).__name__}.",
+                          "Put the items in a list.")
     kind = type(rows)
     module = kind.__module__.split(".")[0]
     if module == "pandas" and kind.__name__ == "DataFrame":
@@ -165,9 +175,8 @@ def _items(rows) -> tuple[list[dict], Any]:
                 fields[name] = value
             out.append(fields)
         return out, rows
-    items = list(rows)
     out = []
-    for i, value in enumerate(items):
+    for i, value in enumerate(list(rows)):
         fields = dict(value) if isinstance(value, dict) else {}
         fields.setdefault("item", value)
         fields.setdefault("index", i)
@@ -175,76 +184,39 @@ def _items(rows) -> tuple[list[dict], Any]:
     return out, None
 
 
-def _shape(results: list, like, column: str):
+def shape(results: list, like, column: str):
+    """The results aligned like the input: a list, a Series, or the DataFrame with `column`."""
     if like is None:
         return results
-    kind = type(like).__name__
-    if kind == "DataFrame":
+    if type(like).__name__ == "DataFrame":
         return like.assign(**{column: results})
     import pandas as pd
 
     return pd.Series(results, index=like.index, name=column)
 
 
-def build_requests(template: str, rows, namespace: dict, make_request) -> tuple[list, Any]:
-    """One request per row: the template filled from the row's fields, then the
-    notebook's variables."""
-    from ..context import summarize
-    from ..prompt import interpolate
-
-    if isinstance(rows, (str, bytes)) or not hasattr(rows, "__iter__"):
-        raise GeminiError(f"A batch runs over a list, a pandas Series or a DataFrame, not a {type(rows).__name__}.",
-                          "Put the items in a list.")
-    items, like = _items(rows)
-    requests = []
-    for fields in items:
-        scope = {**namespace, **fields}
-        result = interpolate(template, scope, render=summarize)
-        requests.append(make_request(result.text))
-    return requests, like
-
-
-def progress_for(shell, label: str = "Gemini batch"):
-    """An ipywidgets bar under a kernel; a line every 10% in a terminal."""
-    if shell is not None and getattr(shell, "kernel", None) is not None:
-        import ipywidgets
-        from IPython.display import display
-
-        bar = ipywidgets.IntProgress(min=0, max=1, description=label)
-        text = ipywidgets.Label()
-        display(ipywidgets.HBox([bar, text]))
-
-        def show(done: int, total: int, failed: int) -> None:
-            bar.max = max(total, 1)
-            bar.value = done + failed
-            text.value = f"{done} done" + (f", {failed} failed" if failed else "") + f" of {total}"
-
-        return show
-    state = {"last": -1}
-
-    def line(done: int, total: int, failed: int) -> None:
-        tenth = (done + failed) * 10 // max(total, 1)
-        if tenth != state["last"]:
-            state["last"] = tenth
-            print(f"{label}: {done} done" + (f", {failed} failed" if failed else "") + f" of {total}",
-                  file=sys.stderr)
-
-    return line
+def build_requests(recipe, template: str, rows) -> tuple[list, Any]:
+    """One request per row, built by `recipe` (requests.py) with the row's fields
+    filling the template before the notebook's variables."""
+    fields, like = items(rows)
+    return [recipe.prepare(template, fields=row).request for row in fields], like
 
 
 def run(requests: list, engine, *, concurrency: int = 8, progress=None) -> BatchRun:
-    batch = BatchRun(requests, engine, concurrency=concurrency, progress=progress)
-    started = time.perf_counter()
-    batch.resume()
-    batch.seconds = time.perf_counter() - started
-    return batch
+    return BatchRun(requests, engine, concurrency=concurrency, progress=progress).resume()
 
 
-def summary(batch: BatchRun) -> str:
+def summary(batch: BatchRun, usage: bool = False) -> str:
     failed = len(batch.errors)
     text = f"{batch.done - failed} of {len(batch.requests)} done"
     if failed:
         text += f", {failed} failed (their places hold the error)"
+    if batch.bugs:
+        text += f"; {batch.bugs} of them on an unexpected error (please report it: the message is in its place)"
+    if usage:
+        u = batch.usage
+        text += (f"; {u.get('prompt_tokens', 0):,} tokens in, {u.get('output_tokens', 0):,} out"
+                 + (f", {u['thinking_tokens']:,} thinking" if u.get("thinking_tokens") else ""))
     if batch.interrupted:
         text += ". Interrupted: run it again to resume; finished items are kept"
     return text + "."

@@ -11,11 +11,13 @@ def play(answer, renderer) -> None:
     what arrived; the caller decides what the interruption means."""
     answer.on_wait = getattr(renderer, "waiting", None)
     renderer.start(answer)
+    events = iter(answer)
     try:
-        for event in answer:
+        for event in events:
             renderer.event(event)
     except KeyboardInterrupt:
         answer.interrupt()
+        events.close()  # ends the answer here, on its own thread (a Ctrl-C while rendering)
     renderer.finish(answer)
 
 

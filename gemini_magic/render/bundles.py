@@ -38,7 +38,7 @@ def answer_bundle(text: str, fmt: str, footer: str = "", parsed=None) -> dict:
 def compose(answer, fmt: str, footer: str = "") -> dict:
     """The bundle for a whole answer: its text, and where there are any, tool-call
     cards, code Gemini ran, media parts and search citations, in order."""
-    from ..engine import PartBlock, TextBlock, ThoughtBlock, ToolBlock
+    from ..events import PartBlock, TextBlock, ThoughtBlock, ToolBlock
     from .tools import card_html, card_text, citations, part_html, part_text, sources_markdown
 
     blocks = answer.blocks

@@ -16,7 +16,7 @@ import html
 import sys
 import time
 
-from ..engine import (
+from ..events import (
     Notice,
     OtherPart,
     Retrying,
@@ -28,6 +28,7 @@ from ..engine import (
     usage_line,
 )
 from .bundles import compose
+from .throttle import Throttle
 
 _EMPTY = {"text/plain": ""}
 
@@ -41,8 +42,7 @@ class NotebookRenderer:
         self.clock = clock
         self.handle = None
         self.updates = 0
-        self._last = float("-inf")
-        self._gap = interval
+        self._throttle = Throttle(interval, clock)
 
     def start(self, answer) -> None:
         self.answer = answer
@@ -64,22 +64,14 @@ class NotebookRenderer:
     def _live_format(self) -> str:
         return "text" if self.fmt == "code" else self.fmt
 
+    def _show_live(self) -> None:
+        self._show(compose(self.answer, self._live_format()))
+
     def event(self, event) -> None:
         if isinstance(event, (TextDelta, ThoughtDelta)):
-            now = self.clock()
-            # The first chunk shows at once; later ones at most every `interval`,
-            # so a 10,000-chunk answer does not send 10,000 messages. A long answer
-            # costs more to re-render each time: the gap grows to 50 times that cost,
-            # keeping rendering under about 2% of the stream's time.
-            if now - self._last >= self._gap:
-                self._last = now
-                self._show(compose(self.answer, self._live_format()))
-                if self.interval > 0:  # 0 switches throttling off altogether
-                    self._gap = max(self.interval, (self.clock() - now) * 50)
+            self._throttle.render(self._show_live)
         elif isinstance(event, (ToolUpdate, OtherPart)):
-            # Rare and meaningful (a call starts or ends): shown at once.
-            self._last = self.clock()
-            self._show(compose(self.answer, self._live_format()))
+            self._throttle.now(self._show_live)
         elif isinstance(event, Notice):
             print(event.text, file=sys.stderr)
         elif isinstance(event, Retrying):

@@ -41,3 +41,32 @@ class NotebookProgress:
 def terminal_progress(stage: str, fraction: float | None) -> None:
     percent = "" if fraction is None else f" {fraction:.0%}"
     print(f"{_LABELS.get(stage, stage)}{percent}", file=sys.stderr)
+
+
+def batch_progress(shell, label: str = "Gemini batch"):
+    """A batch's progress: an ipywidgets bar under a kernel; a line every 10% in a terminal.
+    `progress(done, total, failed)`."""
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        import ipywidgets
+        from IPython.display import display
+
+        bar = ipywidgets.IntProgress(min=0, max=1, description=label)
+        text = ipywidgets.Label()
+        display(ipywidgets.HBox([bar, text]))
+
+        def show(done: int, total: int, failed: int) -> None:
+            bar.max = max(total, 1)
+            bar.value = done + failed
+            text.value = f"{done} done" + (f", {failed} failed" if failed else "") + f" of {total}"
+
+        return show
+    state = {"last": -1}
+
+    def line(done: int, total: int, failed: int) -> None:
+        tenth = (done + failed) * 10 // max(total, 1)
+        if tenth != state["last"]:
+            state["last"] = tenth
+            print(f"{label}: {done} done" + (f", {failed} failed" if failed else "") + f" of {total}",
+                  file=sys.stderr)
+
+    return line

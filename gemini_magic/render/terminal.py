@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..engine import Notice, OtherPart, Retrying, TextDelta, ToolUpdate, retry_line, usage_line
+from ..events import Notice, OtherPart, Retrying, TextDelta, ThoughtDelta, ToolUpdate, retry_line, usage_line
 from .tools import card_text, part_text, sources_markdown
 
 
@@ -18,10 +18,21 @@ class TerminalRenderer:
     def start(self, answer) -> None:
         self.answer = answer
         self._wrote = False
+        self._thinking = False
 
     def event(self, event) -> None:
         out = self.out or sys.stdout
         if isinstance(event, TextDelta):
+            if self._thinking:  # the answer after the thoughts, on lines of its own
+                out.write("\n\n")
+                self._thinking = False
+            out.write(event.text)
+            out.flush()
+            self._wrote = True
+        elif isinstance(event, ThoughtDelta):
+            if not self._thinking:
+                out.write("[thoughts]\n")
+                self._thinking = True
             out.write(event.text)
             out.flush()
             self._wrote = True

@@ -25,6 +25,7 @@ import httpx2
 
 from ..errors import GeminiError
 from ..options import TIERS
+from .cancel import current
 from .learned import (
     LearnedLimits,
     Stated,
@@ -135,6 +136,7 @@ class Limiter:
         self.waited = 0.0
         self.rejected = 0  # 429s seen by this limiter
         self.first_learned: float | None = None  # when (clock) a 429 first taught it something
+        self.problem: str | None = None  # a limits.json that could not be used, said once
 
     @property
     def active(self) -> bool:
@@ -193,7 +195,13 @@ class Limiter:
                 callback(wait)
             step = min(wait.seconds, 1.0)  # in steps, so the countdown can tick
             self.waited += step
-            self.sleep(step)
+            cancel = current()
+            if cancel is not None and self.sleep is time.sleep:
+                cancel.wait(step)  # a Stop wakes it
+            else:
+                self.sleep(step)
+            if cancel is not None:
+                cancel.check()  # stopped while waiting: the request is never sent
 
     def confirm(self, slot: Slot | None) -> None:
         """The server has answered: it counted the request by now, so its window
@@ -384,6 +392,9 @@ class QuotaTransport(httpx2.BaseTransport):
                 slot = limiter.acquire(model)
             sent = _on_sent(request, lambda: limiter.confirm(slot))
         try:
+            cancel = current()
+            if cancel is not None:
+                cancel.check()  # stopped during the wait for the slot
             response = self.inner.handle_request(request)
         except BaseException:
             limiter.release(slot)  # never reached the server

@@ -27,7 +27,8 @@ def settings_panel(magics) -> SettingsPanel:
 
 def chat_widget(magics, name: str = "chat", **options) -> ChatWidget:
     """A chat widget over conversation `name` (the one `%%gemini --chat NAME` uses).
-    Options: `tools=[names]`, `approve="auto"|"ask"|"never"`."""
+    Keywords: `tools=[names]`, `approve="auto"|"ask"|"never"`, `options=Options(...)`
+    (a cell's options, applied to every message)."""
     from .chat import ChatWidget
 
     return ChatWidget(magics, name, **options)

@@ -70,6 +70,7 @@ import copy
 import hashlib
 import json
 import re
+import select
 import socket
 import socketserver
 import sys
@@ -1393,6 +1394,8 @@ class FakeGemini:
         self.rate_window: float = 60.0
         self.rejected = 0  # 429s answered for the rate limit
         self.rejections: list[float] = []  # when (time.monotonic) each of them arrived
+        # When (time.monotonic) a client closed a stream the server was pausing in.
+        self.disconnects: list[float] = []
         self._admitted: collections.deque[float] = collections.deque()
 
     def queue(self, *answers: Answer | str) -> FakeGemini:
@@ -2075,9 +2078,31 @@ class FakeGemini:
         handler.start_sse()
         for i, event in enumerate(events):
             if i:
-                self._sleep(delay)
+                self._pause_streaming(handler, delay)
             handler.send_event(event)
         handler.end_sse()
+
+    def _pause_streaming(self, handler: _Handler, seconds: float | None) -> None:
+        """Wait between events, watching the connection: a client that closes it (a
+        Stop button) is noticed at once and logged in `disconnects`, as a real server
+        stops generating for a client that went away."""
+        deadline = time.monotonic() + (seconds or 0)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self._stopping.is_set():
+                raise _ClientGone()
+            readable, _, _ = select.select([handler.connection], [], [], min(left, 0.05))
+            if readable:
+                try:
+                    gone = handler.connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    gone = True
+                if gone:
+                    with self._lock:
+                        self.disconnects.append(time.monotonic())
+                    raise _ClientGone()
 
 
 _SKIP_SIGNATURE = "skip_thought_signature_validator"  # the documented opt-out for foreign history
