@@ -39,7 +39,7 @@ from typing import Any
 
 from ..errors import Context, GeminiError, explain
 from .local import ItemError
-from .wire import _COUNT, _JOB_ID, _answer_value, _inlined, _item_error, _response, index_of, key_for, request_json
+from .wire import _COUNT, _JOB_ID, _inlined, align, inlined_lines, key_for, request_json, result_lines
 
 # Requests whose JSON is at most this many bytes go inline in the create call.
 INLINE_LIMIT = 2 * 1024 * 1024
@@ -335,7 +335,7 @@ class Job:
                              job=self)
         lines = self._lines()
         size = aligned_to if aligned_to is not None else self.count
-        results = self._align(lines, size)
+        results = align(lines, size, self.requests)
         kept = sum(r is not None and not isinstance(r, ItemError) for r in results)
         missing = _missing_reason(self.state)
         results = Results(ItemError(missing, "batch-missing") if r is None else r for r in results)
@@ -360,16 +360,7 @@ class Job:
         if file_name:
             return self._download(file_name)
         if inlined is not None:
-            lines = []
-            for position, item in enumerate(inlined):
-                metadata = item.metadata or {}
-                line: dict[str, Any] = {"key": metadata.get("key"), "position": position}
-                if item.error is not None:
-                    line["error"] = item.error.model_dump(exclude_none=True)
-                elif item.response is not None:
-                    line["response"] = item.response
-                lines.append(line)
-            return lines
+            return inlined_lines(inlined)
         if self.succeeded:
             raise ResultsUnavailable(f"Batch job {self.id} succeeded but names no results.",
                                      "Try again later: %gemini batch-status " + self.id)
@@ -386,49 +377,10 @@ class Job:
                 "Results are kept for some weeks after a job ends, for keys of the project that ran it. "
                 f"Try again: %gemini batch-status {self.id}.",
             ) from exc
-        lines = []
-        for number, raw in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                line = None
-            if not isinstance(line, dict):
-                print(f"Batch job {self.id}: line {number} of its results is not JSON; skipped.", file=sys.stderr)
-                continue
-            line["position"] = len(lines)
-            lines.append(line)
+        lines, skipped = result_lines(data)
+        for number in skipped:
+            print(f"Batch job {self.id}: line {number} of its results is not JSON; skipped.", file=sys.stderr)
         return lines
-
-    def _align(self, lines: list[dict], size: int | None) -> list:
-        """Place each line's value at its key's index (by position when a line has no
-        key of ours: inlined responses come back in input order)."""
-        placed: dict[int, Any] = {}
-        for line in lines:
-            index = index_of(line.get("key"))
-            if index is None:
-                index = line["position"] if line.get("key") is None else None
-            if index is None or (size is not None and index >= size):
-                continue
-            placed[index] = self._value(line, index)
-        if size is None:
-            size = max(placed, default=-1) + 1
-        results: list = [None] * size
-        for index, value in placed.items():
-            results[index] = value
-        return results
-
-    def _value(self, line: dict, index: int):
-        if line.get("error") is not None:
-            return _item_error(line["error"])
-        response = line.get("response")
-        if response is None:
-            return ItemError("The result line has neither a response nor an error.", "batch-missing")
-        if isinstance(response, dict):
-            response = _response(response)
-        request = self.requests[index] if self.requests is not None and index < len(self.requests) else None
-        return _answer_value(response, getattr(request, "schema", None))
 
 
 def _word(state: str) -> str:

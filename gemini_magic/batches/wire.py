@@ -190,3 +190,68 @@ def _item_error(error: Any) -> ItemError:
     first = message.splitlines()[0].strip() if message else "The request failed."
     shown = f"{first} ({status})" if status else first
     return ItemError(shown, _KINDS.get(status, "error"))
+
+
+def align(lines: list[dict], size: int | None, requests: list | None = None) -> list:
+    """Place each line's value at its key's index (by position when a line has no
+    key of ours: inlined responses come back in input order)."""
+    placed: dict[int, Any] = {}
+    for line in lines:
+        index = index_of(line.get("key"))
+        if index is None:
+            index = line["position"] if line.get("key") is None else None
+        if index is None or (size is not None and index >= size):
+            continue
+        placed[index] = _value(line, index, requests)
+    if size is None:
+        size = max(placed, default=-1) + 1
+    results: list = [None] * size
+    for index, value in placed.items():
+        results[index] = value
+    return results
+
+def _value(line: dict, index: int, requests: list | None):
+    if line.get("error") is not None:
+        return _item_error(line["error"])
+    response = line.get("response")
+    if response is None:
+        return ItemError("The result line has neither a response nor an error.", "batch-missing")
+    if isinstance(response, dict):
+        response = _response(response)
+    request = requests[index] if requests is not None and index < len(requests) else None
+    return _answer_value(response, getattr(request, "schema", None))
+
+
+def result_lines(data: bytes) -> tuple[list[dict], list[int]]:
+    """A results file's lines as dicts with their "position", and the numbers of the
+    lines that are not JSON objects (skipped, and said)."""
+    import json
+
+    lines, skipped = [], []
+    for number, raw in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            line = None
+        if not isinstance(line, dict):
+            skipped.append(number)
+            continue
+        line["position"] = len(lines)
+        lines.append(line)
+    return lines, skipped
+
+
+def inlined_lines(inlined) -> list[dict]:
+    """A job's inlined responses as result lines (responses stay SDK objects)."""
+    lines = []
+    for position, item in enumerate(inlined):
+        metadata = item.metadata or {}
+        line: dict[str, Any] = {"key": metadata.get("key"), "position": position}
+        if item.error is not None:
+            line["error"] = item.error.model_dump(exclude_none=True)
+        elif item.response is not None:
+            line["response"] = item.response
+        lines.append(line)
+    return lines

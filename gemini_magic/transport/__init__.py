@@ -11,8 +11,8 @@ fetches of `--image`.
 
 from __future__ import annotations
 
-from .limits import QuotaTransport
 from .network import NetworkTransport
+from .quota import QuotaTransport
 from .replay import RecordingTransport
 
 

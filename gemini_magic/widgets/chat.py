@@ -52,8 +52,6 @@ Decisions, and why:
 
 from __future__ import annotations
 
-import html
-import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,8 +61,16 @@ import ipywidgets as widgets
 
 from ..render.widget import TYPING, model_html
 from .approval import Approval
-from .messages import BUSY, CSS, Message, attachment_names, markdown_safe, turn_meta, turn_model, user_html
-from .models import bare, model_choices
+from .chat_view import ChatView
+from .messages import (
+    Message,
+    attachment_names,
+    export,
+    transcript_markdown,
+    turn_meta,
+    turn_model,
+    user_html,
+)
 
 
 @dataclass
@@ -80,7 +86,7 @@ class _Run:
     done: threading.Event = field(default_factory=threading.Event)
 
 
-class ChatWidget(widgets.VBox):
+class ChatWidget(ChatView):
     """A chat over the conversation NAME, shared with `%%gemini --chat NAME` cells.
 
     The buttons call `send()`, `stop()` and `new_chat()`; code may call them too.
@@ -94,7 +100,6 @@ class ChatWidget(widgets.VBox):
         self._shell = None
         self._closed = False
         self._run: _Run | None = None
-        self.messages: list[Message] = []
         self.magics = magics
         self.name = name
         self.conversation = magics.conversations.get_or_create(name)
@@ -105,56 +110,8 @@ class ChatWidget(widgets.VBox):
             self.options.approve = approve
         self._lock = threading.RLock()
         self._shown: tuple = ()  # the conversation's turns the view was built from
-        self._empty = widgets.HTML('<div class="gm-empty">No messages yet. Ask Gemini anything.</div>')
 
-        choices = model_choices(magics)
-        current = bare(self.options.model or magics.model)
-        self.model = widgets.Dropdown(options=choices.ids, value=current if current in choices.ids else None,
-                                      layout=widgets.Layout(width="230px"), tooltip="Model for this chat")
-        self.header = widgets.HTML(
-            CSS + f'<b>Gemini chat</b> <span style="opacity:0.6">· {html.escape(name)}</span>',
-            layout=widgets.Layout(flex="1 1 auto"))
-        self.transcript = widgets.VBox(layout=widgets.Layout(padding="4px 2px", min_height="60px"))
-        self.input = widgets.Text(placeholder="Message Gemini — Enter sends", continuous_update=True,
-                                  layout=widgets.Layout(flex="1 1 auto", width="auto"))
-        self.input.on_msg(self._input_message)
-        self.area = widgets.Textarea(placeholder="Message Gemini — Enter adds a line, the Send button sends",
-                                     rows=4, layout=widgets.Layout(flex="1 1 auto", width="auto"))
-        self.multiline = widgets.ToggleButton(False, icon="paragraph", tooltip="Multi-line message",
-                                              layout=widgets.Layout(width="36px"))
-        self.multiline.observe(self._toggle_multiline, "value")
-        self.upload = widgets.FileUpload(accept="image/*,.pdf,application/pdf", multiple=True, description="Attach",
-                                         icon="paperclip", tooltip="Attach images or PDFs to the next message",
-                                         layout=widgets.Layout(width="auto"))
-        self.upload.observe(self._attachments_changed, "value")
-        self.send_button = widgets.Button(description="Send", button_style="primary", icon="paper-plane",
-                                          layout=widgets.Layout(width="90px"))
-        self.send_button.on_click(lambda _: self.send())
-        self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True,
-                                          layout=widgets.Layout(width="80px"))
-        self.stop_button.on_click(lambda _: self.stop())
-        self.new_button = widgets.Button(description="New chat", icon="plus", layout=widgets.Layout(width="100px"),
-                                         tooltip="Clear this conversation")
-        self.new_button.on_click(lambda _: self.new_chat())
-        self.export_button = widgets.Button(description="Export", icon="download",
-                                            layout=widgets.Layout(width="90px"),
-                                            tooltip="Write NAME.chat.json and NAME.chat.md next to the notebook")
-        self.export_button.on_click(lambda _: self._export_clicked())
-        self.attached = widgets.HTML()
-        self.status = widgets.HTML()
-        if choices.reason:
-            self._say(choices.reason)
-
-        self.input_row = widgets.HBox([self.upload, self.multiline, self.input, self.send_button],
-                                      layout=widgets.Layout(align_items="center", grid_gap="4px"))
-        top = widgets.HBox([self.header, self.model, self.new_button, self.stop_button, self.export_button],
-                           layout=widgets.Layout(align_items="center", grid_gap="4px"))
-        super().__init__(
-            [top, self.transcript, self.attached, self.input_row, self.status],
-            layout=widgets.Layout(border="1px solid var(--jp-border-color1,#ccc)",
-                                  padding="8px 10px", max_width="860px", grid_gap="2px"),
-        )
-        self.add_class("gm-chat")
+        self._build(magics, name, self.options.model)
         self.refresh()
         self._shell = getattr(magics, "shell", None)
         # The chat's model follows GeminiMagics.model (the settings panel, %config)
@@ -188,15 +145,6 @@ class ChatWidget(widgets.VBox):
     def busy(self) -> bool:
         """Whether an answer is being received (or a stopped one has not ended yet)."""
         return self._run is not None
-
-    @property
-    def text(self) -> str:
-        """The text in the input box (the one-line box or, in multi-line mode, the text area)."""
-        return self._editor.value
-
-    @text.setter
-    def text(self, value: str) -> None:
-        self._editor.value = value
 
     def send(self, text: str | None = None) -> bool:
         """Send `text` (default: the input box's) and the attached files. The answer
@@ -311,26 +259,12 @@ class ChatWidget(widgets.VBox):
         return self.conversation.to_json()
 
     def to_markdown(self) -> str:
-        """The conversation as Markdown: a heading per message. HTML tags the model
-        wrote are escaped outside code, so pasting this into a Markdown cell is safe."""
-        lines = [f"# Gemini chat: {self.name}", ""]
-        for turn in self.conversation.turns:
-            lines += ["### You", "", markdown_safe(turn.text("user")), "",
-                      f"### Gemini ({turn.model_id})" if turn.model_id else "### Gemini", "",
-                      markdown_safe(turn.text("model")), ""]
-        return "\n".join(lines).rstrip() + "\n"
+        """The conversation as Markdown, safe to paste into a Markdown cell."""
+        return transcript_markdown(self.conversation, self.name)
 
     def export(self, folder: str | Path = ".") -> tuple[Path, Path]:
         """Write NAME.chat.json and NAME.chat.md into `folder` (what the Export button does)."""
-        stem = re.sub(r"[^\w.-]+", "_", self.name) or "chat"
-        folder = Path(folder)
-        json_path = folder / f"{stem}.chat.json"
-        self.export_json(json_path)
-        md_path = folder / f"{stem}.chat.md"
-        from ..files import write_atomic
-
-        write_atomic(md_path, self.to_markdown())
-        return json_path, md_path
+        return export(self.conversation, self.name, folder)
 
     def close(self) -> None:
         """Stop any answer (its thread ends within a second) and detach from the magic
@@ -450,73 +384,6 @@ class ChatWidget(widgets.VBox):
             self._show_log()
         approval.close()
         return approval.allowed and not run.stopped
-
-    # -- view -------------------------------------------------------------------------
-
-    def _add(self, message: Message) -> Message:
-        self.messages.append(message)
-        self._show_log()
-        return message
-
-    def _show_log(self) -> None:
-        children = [m.widget for m in self.messages]
-        run = self._run
-        if run is not None:
-            children += [a.widget for a in run.approvals]
-        for child in children:
-            child.layout.width = "100%"
-        self.transcript.children = children or [self._empty]
-
-    def _set_busy(self, busy: bool) -> None:
-        self.stop_button.disabled = not busy
-        self.send_button.disabled = busy
-        if busy:
-            self.status.value = BUSY
-        elif self.status.value == BUSY:
-            self.status.value = ""
-
-    def _say(self, text: str, error: bool = False) -> None:
-        from ..client import find_api_key
-        from ..errors import scrub
-
-        cls = "gm-status gm-error" if error else "gm-status"
-        shown = html.escape(scrub(text, find_api_key()))
-        self.status.value = f'<div class="{cls}">{shown}</div>' if text else ""
-
-    def _input_message(self, widget, content, buffers) -> None:
-        # The Text view sends {"event": "submit"} on Enter, after syncing the value.
-        if isinstance(content, dict) and content.get("event") == "submit":
-            self.send()
-
-    @property
-    def _editor(self):
-        return self.area if self.multiline.value else self.input
-
-    def _toggle_multiline(self, change) -> None:
-        old, new = (self.input, self.area) if change.new else (self.area, self.input)
-        new.value, old.value = old.value, ""
-        self.input_row.children = [self.upload, self.multiline, new, self.send_button]
-
-    def _attachments_changed(self, change) -> None:
-        names = [f"{f['name']} ({f['size'] / 1024:,.0f} KB)" for f in change.new]
-        self.attached.value = (
-            '<div class="gm-meta">📎 ' + html.escape(", ".join(names)) + " — sent with the next message</div>"
-            if names else "")
-
-    def _export_clicked(self) -> None:
-        try:
-            paths = self.export()
-        except OSError as exc:
-            self._say(f"Cannot export: {exc}", error=True)
-            return
-        self._say("Exported to " + " and ".join(str(p) for p in paths))
-
-    def _follow_model(self, change) -> None:
-        old, new = bare(change.old), bare(change.new)
-        if new and self.model.value in (old, None):
-            if new not in self.model.options:
-                self.model.options = [new, *self.model.options]
-            self.model.value = new
 
     def _after_cell(self, result=None) -> None:
         if not self._closed and self._run is None:

@@ -105,3 +105,30 @@ def markdown_safe(text: str) -> str:
     """Escape `<` outside code, so raw HTML the model wrote stays text in Markdown."""
     pieces = _CODE.split(text)
     return "".join(p if i % 2 else p.replace("<", "&lt;") for i, p in enumerate(pieces))
+
+
+def transcript_markdown(conversation, name: str) -> str:
+    """The conversation as Markdown: a heading per message. HTML tags the model
+    wrote are escaped outside code, so pasting this into a Markdown cell is safe."""
+    lines = [f"# Gemini chat: {name}", ""]
+    for turn in conversation.turns:
+        lines += ["### You", "", markdown_safe(turn.text("user")), "",
+                  f"### Gemini ({turn.model_id})" if turn.model_id else "### Gemini", "",
+                  markdown_safe(turn.text("model")), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def export(conversation, name: str, folder) -> tuple:
+    """Write NAME.chat.json (the `%gemini save` format) and NAME.chat.md into `folder`."""
+    from pathlib import Path
+
+    from ..files import write_atomic
+
+    stem = re.sub(r"[^\w.-]+", "_", name) or "chat"
+    folder = Path(folder)
+    json_path = folder / f"{stem}.chat.json"
+    conversation.save(json_path)
+    md_path = folder / f"{stem}.chat.md"
+    write_atomic(md_path, transcript_markdown(conversation, name))
+    return json_path, md_path
+
