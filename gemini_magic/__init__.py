@@ -106,9 +106,14 @@ def batch(template: str, rows, *, column: str = "answer", concurrency: int = 8, 
 
     from .batches import ask_many
     from .batches.local import summary
-    from .options import Options
+    from .options import Options, refusal
 
     given = Options.of(options, "batch()")
+    refused = refusal(given, "batch")  # before the cell's own batch options are taken out
+    if refused:
+        from .requests import OptionError
+
+        raise OptionError(refused, "Leave it out.")
     active = current_session()
     surroundings = {}
     progress = None

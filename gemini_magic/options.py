@@ -143,6 +143,9 @@ _DISPLAY = "it is a display option of a cell; the Python API returns the Answer 
 REFUSED: dict[str, dict[str, str]] = {
     "cell": {},
     "batch": {
+        "over": "batch() takes the rows as its second argument",
+        "batch_api": "batch() takes mode='api'",
+        "out": "batch() returns the results",
         "chat": "a batch's items are single-turn requests; ask in a loop to build a conversation",
         "interpolate": "a batch fills each item's {fields} into the template",
         "error": "--error explains the last error, once",
@@ -169,7 +172,8 @@ REFUSED: dict[str, dict[str, str]] = {
         "out": _DISPLAY,
         "format": _DISPLAY,
         "usage": _DISPLAY + " (answer.usage)",
-        "debug": "the Python API raises nothing: answer.error keeps the exception",
+        "debug": "answer.read() raises the error itself, with its traceback (answer.error keeps it)",
+        "error": "it explains IPython's last error: use %gemini explain in a cell",
     },
 }
 REFUSED["batch-api"] = {

@@ -279,9 +279,10 @@ def _parts(segments: list, media_options: dict) -> list:
     return parts
 
 
-def fit(request, media_options: dict, limit: int = REQUEST_LIMIT) -> None:
+def fit(request, media_options: dict, limit: int | None = None) -> None:
     """Move the largest inline parts of the request's own turn to the Files API until the
-    encoded request (base64, text, history) fits under `limit`."""
+    encoded request (base64, text, history) fits under `limit` (REQUEST_LIMIT)."""
+    limit = REQUEST_LIMIT if limit is None else limit
     contents = request.contents if isinstance(request.contents, list) else [request.contents]
     size = sum(_encoded_size(content) for content in contents) + len(str(request.config))
     if size <= limit:

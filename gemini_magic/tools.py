@@ -261,12 +261,15 @@ class Toolbox:
         if self.approve == "never":
             return self._refuse(call, "Tool calls are switched off (--approve never).")
         if self.needs_approval(call):
-            allowed = False
-            if self.ask is not None:
-                try:
-                    allowed = bool(self.ask(call))
-                except Exception:  # a frontend that cannot ask (no stdin) refuses
-                    allowed = False
+            if self.ask is None:
+                return self._refuse(call, "Nobody can approve this call here (no way to ask).")
+            try:
+                allowed = bool(self.ask(call))
+            except (EOFError, OSError, NotImplementedError) as exc:
+                # A frontend that cannot ask (nbclient, papermill: no stdin) refuses.
+                return self._refuse(call, f"Nobody can approve this call here ({type(exc).__name__}).")
+            except Exception as exc:  # a bug in asking: refused, and said, never silently
+                return self._refuse(call, f"Asking for approval failed ({type(exc).__name__}: {exc}).")
             if not allowed:
                 return self._refuse(call, "The user declined this call.")
         call.status = "running"

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from .local import BatchRun, ItemError, build_requests, shape
@@ -30,6 +31,10 @@ def ask_many(session, template: str, rows, options, *, mode: str = "local", colu
     if mode not in ("local", "api"):
         raise ValueError("mode is 'local' (requests from here) or 'api' (a Batch API job)")
     column = column or options.column or "answer"
+    concurrency = concurrency or options.concurrency or 8
+    # What says how to batch (the cell's --over, --column, --concurrency, --batch-api, --out)
+    # is used here; the rest is each item's request.
+    options = dataclasses.replace(options, over=None, column=None, concurrency=None, batch_api=False, out=None)
     recipe = session.recipe(options, "batch-api" if mode == "api" else "batch", **(surroundings or {}))
     requests, like = build_requests(recipe, template.strip(), rows)
     if mode == "api":
@@ -40,7 +45,6 @@ def ask_many(session, template: str, rows, options, *, mode: str = "local", colu
         previous.progress = progress
         batch = previous.resume()
     else:
-        concurrency = concurrency or options.concurrency or 8
         batch = BatchRun(requests, session.engine, concurrency=max(1, concurrency), progress=progress).resume()
     last_run = batch
     return shape(batch.results, like, column), batch
