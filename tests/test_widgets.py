@@ -702,3 +702,76 @@ def test_closing_the_widget_ends_its_request(make, server):
     run.thread.join(10)
     assert not run.thread.is_alive() and run.stopped
     assert len(generate_requests(server)) == 1
+
+
+# -- one request path: the widget renders like a cell, and Stop stops ----------------------------
+
+
+def test_the_rate_limit_countdown_shows_in_the_bubble(make, magics, server):
+    magics.rate_limits = {"gemini-2.5-flash": {"rpm": 1}}
+    magics.engine  # noqa: B018
+    magics.connection.limiter.window = 2.0
+    chat = make("chat", "countdown")
+    chat.send("first")
+    chat.wait(10)
+    chat.send("second")  # waits about 2 s for the one request a (shortened) minute
+    wait_for(lambda: "Waiting" in chat.messages[-1].html, what="the countdown")
+    assert "rate limit: 1 request a minute on gemini-2.5-flash" in chat.messages[-1].html
+    chat.wait(10)
+    assert "Waiting" not in chat.messages[-1].html and "Echo: second" in chat.messages[-1].html
+
+
+def test_widget_errors_are_scrubbed_of_the_key(make, server):
+    from tests.conftest import TEST_KEY
+
+    server.queue(Error(400, "INVALID_ARGUMENT", f"Bad request for key {TEST_KEY}"))
+    chat = make("chat", "scrubbed")
+    chat.send("leak?")
+    chat.wait(10)
+    assert TEST_KEY not in chat.messages[-1].html and "&lt;redacted&gt;" in chat.messages[-1].html
+
+
+def test_options_of_chat_ui_apply_to_every_message_and_bad_ones_are_refused(ip, magics, server):
+    widget = ip.run_line_magic("gemini", "chat-ui searchy --search -t 0.3")
+    try:
+        widget.send("with search")
+        widget.wait(10)
+        body = server.last.body
+        assert body["tools"] == [{"googleSearch": {}}] and body["generationConfig"]["temperature"] == 0.3
+    finally:
+        widget.close()
+    from IPython.core.error import UsageError
+
+    with pytest.raises(UsageError, match="--bogus"):
+        ip.run_line_magic("gemini", "chat-ui x --bogus")
+    refused = ip.run_line_magic("gemini", "chat-ui y -o var")
+    try:
+        assert refused.send("hello") is False
+        assert "--out does not apply here" in refused.status.value
+    finally:
+        refused.close()
+
+
+def test_kernel_widget_stop_closes_the_connection_within_a_second(kern, server):
+    server.queue(Reply(chunks=["first part ", "never sent"], delay=10))
+    kern.run("w = %gemini chat-ui stopping", check=True)
+    kern.run("w.send('slow please')", check=True)
+    for _ in range(200):  # bounded: the first chunk shows, then the server pauses 10 s
+        if kern.run("print('first part' in w.messages[-1].html)", check=True).stream_text() == "True\n":
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the first chunk never showed")
+    stopped = time.monotonic()
+    ex = kern.run("w.stop(); print(w.busy)", check=True)
+    assert ex.stream_text() == "False\n"  # free at once: the request has really ended
+    deadline = time.monotonic() + 3
+    while not server.disconnects and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.disconnects and server.disconnects[0] - stopped < 1.0
+    server.queue(Reply(text="The next answer."))
+    ex = kern.run("print(w.send('again')); w.wait(10); print(w.messages[-1].text, len(w.conversation))",
+                  check=True)
+    assert ex.stream_text() == "True\nThe next answer. 1\n"
+    assert len([r for r in server.requests if r.action == "streamGenerateContent"]) == 2
+    kern.run("w.close()", check=True)
