@@ -29,11 +29,15 @@ _session = None  # the Python API's, outside IPython
 
 
 def __getattr__(name: str):
-    # `gemini_magic.tool` without importing tools.py (and pydantic) at load time.
+    # `gemini_magic.tool` and `.events` without importing them (and pydantic) at load time.
     if name == "tool":
         from .tools import tool
 
         return tool
+    if name in ("events", "errors"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'gemini_magic' has no attribute {name!r}")
 
 
