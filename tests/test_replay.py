@@ -661,3 +661,21 @@ def test_every_tutorial_recording_replays_with_a_newer_sdks_fields():
             checked += 1
         assert replay.misses == 0
     assert checked >= 20
+
+
+def test_an_image_url_is_recorded_and_replayed_without_the_network(ip, server, rec, site, env):
+    from tests.test_media import encoded, pattern_image
+
+    png = encoded(pattern_image((24, 24)), "PNG")
+    url = site.serve("/chart.png", "image/png", png)
+    command(ip, f"record {rec}")
+    assert ask(ip, "Describe it", f"--image {url}") == "Echo: Describe it"
+    fetched = [e for e in entries(rec) if e["request"].get("url") == url]
+    assert len(fetched) == 1 and base64.b64decode(fetched[0]["responses"][0]["base64"]) == png
+    site.serve("/chart.png", "image/png", b"changed since")  # a changed remote file...
+    reload_extension(ip)
+    env.delenv("GEMINI_API_KEY")
+    command(ip, f"replay {rec}")
+    server.reset()
+    assert ask(ip, "Describe it", f"--image {url}") == "Echo: Describe it"  # ...does not make replay miss
+    assert server.requests == []
