@@ -2,7 +2,7 @@
 
 Run from the repository root (no key, no network):
 
-    python benchmarks/bench_core.py           # the full run, about two minutes on 2 cores
+    python benchmarks/bench_core.py           # the full run, two to four minutes on 2 cores
     python benchmarks/bench_core.py --quick   # few repeats: checks the script, not the code
 
 Answers come from tests/fake_gemini (the real REST wire protocol on 127.0.0.1) and
@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import tracemalloc
@@ -41,7 +42,8 @@ FAKE_KEY = "bench-fake-key-not-a-secret"
 # Streams the fake server sends, chosen by a marker in the prompt.
 TTFC_CHUNKS, TTFC_DELAY = 20, 0.05  # figure 2: first chunk at once, then 50 ms apart
 RATE_CHUNKS, RATE_DELAY = 300, 0.01  # figure 4: a stream of about 3 s
-LONG_CHUNKS = 10_000  # figures 3-5: one word per chunk, no delay
+LONG_CHUNKS = 10_000  # figures 3-6: one word per chunk, no delay
+WIDGET_CHAT = "bench-widget"  # the conversation the widget's messages are turns of (emptied after each)
 
 # Targets.
 LOAD_TARGET_MS = 20.0
@@ -72,7 +74,7 @@ SCRIPT = {
 class Repeats:
     load: int = 15  # subprocesses per variant (figure 1)
     ttfc: int = 15  # streams per path (figure 2)
-    long: int = 7  # 10,000-chunk streams per consumer (figure 3)
+    long: int = 7  # 10,000-chunk streams per consumer (figures 3 and 6)
     rate: int = 3  # 3 s streams (figure 4)
     memory: int = 1  # traced streams per consumer (figure 5); tracemalloc makes them ~6x slower
 
@@ -159,20 +161,22 @@ class FakeServer:
 # key, a proxy) or put the magic in record/replay mode.
 _CLEARED = (
     "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_GENAI_USE_ENTERPRISE", "GOOGLE_GENAI_API_VERSION", "GOOGLE_API_KEY",
-    "GOOGLE_CLOUD_PROJECT", "GEMINI_MAGIC_MODE", "GEMINI_MAGIC_RECORDING",
+    "GOOGLE_CLOUD_PROJECT", "GEMINI_MAGIC_MODE", "GEMINI_MAGIC_RECORDING", "GEMINI_MAGIC_QUOTA",
     "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
 )
 
 
-def use_environment(url: str, ipython_dir: str) -> dict:
+def use_environment(url: str, workdir: Path) -> dict:
     """Point this process (and the children it starts) at the fake server with a fake
-    key, as the tests do: no proxy for 127.0.0.1, no Vertex, no real key."""
+    key, as the tests do: no proxy for 127.0.0.1, no Vertex, no real key. The usage
+    counts and learned limits the session keeps go to a throwaway data folder."""
     for name in _CLEARED:
         os.environ.pop(name, None)
     os.environ.update({
         "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
         "GEMINI_API_KEY": FAKE_KEY, "GOOGLE_GEMINI_BASE_URL": url,
-        "IPYTHONDIR": ipython_dir,  # a throwaway profile: the user's is neither read nor written
+        "IPYTHONDIR": str(workdir / "ipython"),  # a throwaway profile: the user's is neither read nor written
+        "GEMINI_MAGIC_DATA_DIR": str(workdir / "data"),  # the same for usage.json and learned-limits.json
     })
     return dict(os.environ)
 
@@ -219,35 +223,80 @@ def recording_shell():
     return shell, shell.display_pub
 
 
+# -- a comm that records instead of sending (widgets) -------------------------------------
+
+
+@dataclass
+class CommMessage:
+    at: float  # perf_counter() when the widget's message reached the comm
+    kind: str  # comm_open, comm_msg, comm_close
+    value_chars: int  # length of the `value` it carries (0: none): an HTML widget's whole state that changes
+
+
+class RecordingComm:
+    """Installed as `comm.create_comm`, the hook ipywidgets opens every widget's comm
+    through (comm's documented replacement point; ipykernel installs its own there).
+
+    Outside a kernel the default is comm's DummyComm, which drops each message. Under
+    a kernel, `comm.send` ends in the kernel's session serializing the message and
+    sending it over ZMQ. This comm stops at that point, as the recording display
+    publisher does: everything ipywidgets does for a value change is included (the
+    trait change, get_state, the update message), nothing of JSON, ZMQ or a frontend."""
+
+    def __init__(self):
+        import comm
+        from comm.base_comm import BaseComm
+
+        records: dict[str, list[CommMessage]] = {}
+        self.records = records
+
+        class Recording(BaseComm):
+            def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys):
+                at = time.perf_counter()
+                state = (data or {}).get("state") or {}
+                value = state.get("value")
+                records.setdefault(self.comm_id, []).append(
+                    CommMessage(at, msg_type, len(value) if isinstance(value, str) else 0))
+
+        comm.create_comm = Recording
+
+    def take(self, comm_id: str) -> list[CommMessage]:
+        return self.records.pop(comm_id, [])
+
+
 # -- the consumers being compared ----------------------------------------------------------
 
 
 class Consumers:
-    """The raw SDK and the magic's own engine + renderers, all with warm clients."""
+    """The raw SDK and the magic's own request path + renderers, all with warm clients."""
 
     def __init__(self, url: str):
         from google import genai
 
-        from gemini_magic.client import Connection
-        from gemini_magic.engine import Engine
         from gemini_magic.magics import GeminiMagics
 
         # The baseline: the SDK as its documentation shows it, one client reused.
         self.raw_client = genai.Client(api_key=FAKE_KEY, http_options=genai.types.HttpOptions(base_url=url))
-        # Ours: what the magic builds (one Connection per shell; the key and base URL
-        # come from the environment, as in a notebook).
-        self.engine = Engine(Connection())
-        self.interval = GeminiMagics.update_interval.default_value
         self.shell, self.publisher = recording_shell()
+        self.comms = RecordingComm()  # before any widget is made
+        # Ours: what `%load_ext` makes, GeminiMagics on the shell, and its Session (the one
+        # request path: settings snapshot, request builder, engine, a Connection with the
+        # whole HTTP stack: cancel, record/replay, quota limiter and usage store, network).
+        # The key and base URL come from the environment, as in a notebook.
+        self.magics = GeminiMagics(shell=self.shell)
+        self.magics.model = MODEL
+        self.session = self.magics.session
+        self.interval = self.magics.update_interval
 
     def warm_up(self) -> Consumers:
         """Build both clients, open their keep-alive connections and import what the first
-        answer imports (markdown_it), so that no figure counts one-time costs."""
+        answer imports (markdown_it, ipywidgets), so that no figure counts one-time costs."""
         for _ in range(2):
             self.raw("bench-warm")
             self.raw_text("bench-warm")
             self.notebook("bench-warm")
             self.terminal("bench-warm")
+            self.widget("bench-warm")
         return self
 
     def raw(self, prompt: str) -> int:
@@ -275,12 +324,20 @@ class Consumers:
             pass
         return first
 
+    def _answer(self, prompt: str, front_end: str = "cell", **surroundings):
+        """The Answer a front end gets (cell.ask, ChatWidget.send), minus option parsing:
+        the session builds the request from the settings snapshot, then sends it."""
+        from gemini_magic.options import Options
+
+        prepared = self.session.prepare(prompt, Options(), front_end, **surroundings)
+        return prepared, self.session.send(prepared)
+
     def _play(self, prompt: str, renderer) -> None:
-        from gemini_magic.engine import Request
         from gemini_magic.render import play
 
-        # As GeminiMagics._ask does, minus option parsing: send, then play into a renderer.
-        play(self.engine.send(Request(model=MODEL, contents=prompt)), renderer)
+        # As magics/cell.py's ask() does: prepare and send through the session, play into a renderer.
+        _, answer = self._answer(prompt, key=self.magics.turn_key("", prompt), **self.magics.surroundings())
+        play(answer, renderer)
 
     def notebook(self, prompt: str) -> list[Published]:
         from gemini_magic.render import NotebookRenderer
@@ -302,6 +359,39 @@ class Consumers:
         out = io.StringIO()
         self._play(prompt, TerminalRenderer(out=out, err=io.StringIO()))
         return out.getvalue()
+
+    def widget(self, prompt: str) -> tuple[object, list[CommMessage]]:
+        """As ChatWidget.send and its _receive thread do: a message bubble (a real
+        ipywidgets.HTML), the request prepared by the session as a turn of the chat, and
+        the Answer played into a WidgetRenderer on a thread of its own; this thread waits
+        for it. Returns the answer and the bubble's comm messages (its open and updates)."""
+        import ipywidgets as widgets
+
+        from gemini_magic.render import play
+        from gemini_magic.render.widget import TYPING, WidgetRenderer, model_html
+
+        bubble = widgets.HTML(model_html(TYPING))
+        prepared, answer = self._answer(prompt, "widget", key="widget:1", default_chat=WIDGET_CHAT)
+        renderer = WidgetRenderer(bubble, interval=self.interval)
+        renderer.notes.extend(prepared.notes)
+        crash: list[BaseException] = []
+
+        def receive() -> None:
+            try:
+                play(answer, renderer)
+            except BaseException as exc:  # reported below, on the benchmark's thread
+                crash.append(exc)
+
+        thread = threading.Thread(target=receive, name="gemini-chat-bench", daemon=True)
+        thread.start()
+        thread.join()
+        if crash:
+            raise crash[0]
+        messages = self.comms.take(bubble.comm.comm_id)
+        bubble.close()
+        # The next message starts a fresh conversation, so every run sends the same request.
+        self.session.conversations.get_or_create(WIDGET_CHAT).reset()
+        return answer, messages
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
@@ -396,7 +486,7 @@ def bench_load(results: Results, env: dict, n: int, pycache: Path) -> None:
 def bench_first_chunk(results: Results, consumers: Consumers, n: int) -> None:
     say(f"\n[2] Time to first displayed chunk: {TTFC_CHUNKS} chunks {TTFC_DELAY * 1000:.0f} ms apart, "
         f"{n} runs per path, alternating")
-    say("  method: in-process, no kernel. Ours = engine + NotebookRenderer into an InteractiveShell whose")
+    say("  method: in-process, no kernel. Ours = session + NotebookRenderer into an InteractiveShell whose")
     say("  display publisher records timestamps (no ZMQ, no frontend); baseline = the raw SDK's first chunk.")
     raw: list[float] = []
     ours: list[float] = []
@@ -421,15 +511,17 @@ def bench_first_chunk(results: Results, consumers: Consumers, n: int) -> None:
 
 
 def bench_long(results: Results, consumers: Consumers, n: int) -> None:
-    say(f"\n[3] A {LONG_CHUNKS:,}-chunk answer (one word per chunk, no delay): total time, "
+    say(f"\n[3, 6] A {LONG_CHUNKS:,}-chunk answer (one word per chunk, no delay): total time, "
         f"{n} runs per consumer, alternating")
-    times: dict[str, list[float]] = {"raw": [], "notebook": [], "terminal": [], "raw_text": []}
+    times: dict[str, list[float]] = {"raw": [], "notebook": [], "terminal": [], "widget": [], "raw_text": []}
     messages: list[int] = []
     chars: list[int] = []
+    updates: list[int] = []
+    update_chars: list[int] = []
     names = list(times)
     expected = "".join(answer_words(LONG_CHUNKS))
     for i in range(n):
-        for name in names[i % 4:] + names[:i % 4]:  # rotate who goes first
+        for name in names[i % len(names):] + names[:i % len(names)]:  # rotate who goes first
             if name == "raw":
                 seconds, count = timed(lambda: consumers.raw("bench-long"))
                 ok = count == LONG_CHUNKS
@@ -442,6 +534,14 @@ def bench_long(results: Results, consumers: Consumers, n: int) -> None:
                 chars.append(sum(r.chars for r in records))
                 # The last publish is the final answer, displayed once as a new output.
                 ok = not records[-1].update and records[-1].plain_chars == len(expected)
+            elif name == "widget":
+                seconds, (answer, sent) = timed(lambda: consumers.widget("bench-long"))
+                changes = [m for m in sent if m.kind == "comm_msg" and m.value_chars]
+                updates.append(len(changes))
+                update_chars.append(sum(m.value_chars for m in changes))
+                # Opened once, then value updates only; the whole answer arrived and was shown.
+                ok = (bool(sent) and sent[0].kind == "comm_open" and answer.text == expected and answer.error is None
+                      and not answer.interrupted and bool(changes) and changes[-1].value_chars > len(expected))
             else:
                 seconds, out = timed(lambda: consumers.terminal("bench-long"))
                 ok = out.rstrip("\n") == expected.rstrip("\n")
@@ -449,15 +549,18 @@ def bench_long(results: Results, consumers: Consumers, n: int) -> None:
                 raise RuntimeError(f"{name}: the answer read does not match the answer sent")
             times[name].append(seconds)
     labels = {"raw": "raw SDK, iterating (baseline)", "raw_text": "raw SDK, reading chunk.text",
-              "notebook": "engine + NotebookRenderer", "terminal": "engine + TerminalRenderer"}
+              "notebook": "session + NotebookRenderer", "terminal": "session + TerminalRenderer",
+              "widget": "session + WidgetRenderer"}
     for name in names:
         say(f"  {labels[name]:<30} total s: {spread(times[name], '{:.3f}')}")
+    ratios = {name: [o / r for o, r in zip(times[name], times["raw"], strict=True)]
+              for name in ("notebook", "terminal", "widget")}
     for name, label in (("notebook", "NotebookRenderer"), ("terminal", "TerminalRenderer -> StringIO")):
-        ratios = [o / r for o, r in zip(times[name], times["raw"], strict=True)]
-        say(f"  {name} / raw, paired: {spread(ratios, '{:.2f}')}")
-        results.add(f"3. {LONG_CHUNKS:,}-chunk answer, total time, engine + {label} (median of {n})",
-                    f"{median(times[name]):.2f} s ({median(ratios):.2f}x)", f"{median(times['raw']):.2f} s (raw SDK)",
-                    f"<= {LONG_TARGET_RATIO:g}x", median(ratios) <= LONG_TARGET_RATIO)
+        say(f"  {name} / raw, paired: {spread(ratios[name], '{:.2f}')}")
+        results.add(f"3. {LONG_CHUNKS:,}-chunk answer, total time, session + {label} (median of {n})",
+                    f"{median(times[name]):.2f} s ({median(ratios[name]):.2f}x)",
+                    f"{median(times['raw']):.2f} s (raw SDK)",
+                    f"<= {LONG_TARGET_RATIO:g}x", median(ratios[name]) <= LONG_TARGET_RATIO)
     say(f"  display messages per answer: {spread([float(m) for m in messages], '{:.0f}')}; "
         f"characters published per answer: {spread([c / 1e6 for c in chars], '{:.1f}')} M "
         f"(the answer itself is {len(expected) / 1e3:.0f} k)")
@@ -465,6 +568,22 @@ def bench_long(results: Results, consumers: Consumers, n: int) -> None:
                 f"{median(messages):.0f} msgs, {median(chars) / 1e6:.1f} M chars",
                 f"{LONG_CHUNKS:,} msgs (one per chunk), {len(expected) / 1e3:.0f} k chars of answer",
                 "-", None)
+    say("  widget: no kernel; each comm message ipywidgets sends is recorded where a kernel would serialize it")
+    say("  and send it over ZMQ (no JSON, no ZMQ, no frontend). The bubble is an ipywidgets.HTML; the")
+    say("  request is a chat turn (committed at the end); play() runs on a thread of its own, as in the widget.")
+    say(f"  widget / raw, paired: {spread(ratios['widget'], '{:.2f}')}")
+    say(f"  widget value updates per answer: {spread([float(u) for u in updates], '{:.0f}')}; value characters "
+        f"sent per answer: {spread([c / 1e6 for c in update_chars], '{:.1f}')} M")
+    results.add(f"6. Widget stream: {LONG_CHUNKS:,}-chunk answer, total time, session + WidgetRenderer -> "
+                f"ipywidgets.HTML, on a thread (median of {n})",
+                f"{median(times['widget']):.2f} s ({median(ratios['widget']):.2f}x)",
+                f"{median(times['raw']):.2f} s (raw SDK)",
+                f"<= {LONG_TARGET_RATIO:g}x", median(ratios["widget"]) <= LONG_TARGET_RATIO)
+    rate = [u / t for u, t in zip(updates, times["widget"], strict=True)]
+    results.add(f"6. Widget stream: value updates (comm messages) for the {LONG_CHUNKS:,}-chunk answer "
+                f"(median of {n})",
+                f"{median(updates):.0f} updates ({median(rate):.1f} /s), {median(update_chars) / 1e6:.1f} M chars",
+                f"{LONG_CHUNKS:,} updates (one per chunk)", "-", None)
 
 
 # -- figure 4: display messages per second ------------------------------------------------------
@@ -512,7 +631,7 @@ def bench_memory(results: Results, consumers: Consumers, n: int) -> None:
             else:
                 ours.append(traced_peak(lambda: consumers.notebook("bench-long")) / 2**20)
     say(f"  raw SDK, iterating MiB:        {spread(raw)}")
-    say(f"  engine + NotebookRenderer MiB: {spread(ours)}")
+    say(f"  session + NotebookRenderer MiB:{spread(ours)}")
     results.add(f"5. Peak memory, {LONG_CHUNKS:,}-chunk answer (tracemalloc, median of {n})",
                 f"{median(ours):.1f} MiB ({median(ours) / median(raw):.1f}x)", f"{median(raw):.1f} MiB (raw SDK)",
                 "-", None)
@@ -547,7 +666,8 @@ def print_table(results: Results, elapsed: float, load_before: str) -> None:
     say("\n## Results\n")
     say("| figure | ours | baseline | target | met |")
     say("|---|---|---|---|---|")
-    for row in results.rows:
+    # By figure number: figure 6 is measured in figure 3's rotation, against the same baseline.
+    for row in sorted(results.rows, key=lambda row: int(row.figure.split(".", 1)[0])):
         met = {True: "yes", False: "**no**", None: "-"}[row.met]
         say(f"| {row.figure} | {row.ours} | {row.baseline} | {row.target} | {met} |")
     say("")
@@ -576,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
             return None
 
     with tempfile.TemporaryDirectory(prefix="bench-gemini-") as tmp, FakeServer(Path(tmp)) as server:
-        env = use_environment(server.url, str(Path(tmp) / "ipython"))
+        env = use_environment(server.url, Path(tmp))
         say(f"Fake Gemini server (own process) at {server.url}; "
             + ("QUICK run: too few repeats to trust the figures" if args.quick else "full run"))
         attempt("load", lambda: bench_load(results, env, repeats.load, Path(tmp) / "pycache"))

@@ -85,7 +85,7 @@ def conversation(name: str):
     return current_session().conversations.get_or_create(name)
 
 
-def batch(template: str, rows, *, column: str = "answer", concurrency: int = 8, mode: str = "local",
+def batch(template: str, rows, *, column: str = "answer", concurrency: int | None = None, mode: str = "local",
           namespace: dict | None = None, **options):
     """Ask once per item of `rows` (a list, Series or DataFrame); results come back
     aligned: a list, a Series, or the DataFrame with a new `column`. A failed item
@@ -130,8 +130,8 @@ def batch(template: str, rows, *, column: str = "answer", concurrency: int = 8, 
         surroundings["namespace"] = namespace
     results, run = ask_many(active, template, rows, given, mode=mode, column=column, concurrency=concurrency,
                             progress=progress, surroundings=surroundings)
-    if run is not None and (run.interrupted or run.errors):
-        print(summary(run), file=sys.stderr)
+    if run is not None and (run.interrupted or run.errors or given.usage):
+        print(summary(run, usage=bool(given.usage)), file=sys.stderr)
     return results
 
 

@@ -11,7 +11,6 @@ import contextlib
 import os
 import sys
 import threading
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -97,7 +96,6 @@ def find_api_key() -> str | None:
     return None
 
 
-@dataclass
 class Connection:
     """Builds the SDK client and keeps it until a setting that shapes it changes.
 
@@ -107,36 +105,45 @@ class Connection:
     replay, the rate limiter, and the network with the SDK's proxy and TLS rules.
     """
 
-    base_url: str | None = None
-    api_version: str | None = None
-    timeout: float = 120.0
-    # Vertex AI (None: GOOGLE_GENAI_USE_VERTEXAI, GOOGLE_CLOUD_PROJECT and
-    # GOOGLE_CLOUD_LOCATION decide, as in the SDK). With a project, Google's
-    # Application Default Credentials authenticate (`gcloud auth application-default
-    # login`); without one, the API key is used in Vertex AI express mode.
-    vertexai: bool | None = None
-    project: str | None = None
-    location: str | None = None
-    # The network: a proxy for every request (over HTTPS_PROXY and the others), and a
-    # CA bundle (file or folder) trusted instead of the default certificates.
-    proxy: str | None = None
-    ca_bundle: str | None = None
-    # Record/replay: kept here as plain values so that setting a mode (even from
-    # the environment at load time) imports nothing; the transport is made with
-    # the client.
-    mode: str = "live"
-    recording_path: str | None = None
-    _transport: RecordingTransport | None = field(default=None, repr=False)
-    # Rate limits and usage (transport/limits.py, usage.py): applied to live requests
-    # by the transport, counted per account (the endpoint and a fingerprint of the key).
-    limiter: Any = None
-    usage: Any = None
-    account: str = ""
-    _client: Any = field(default=None, repr=False)
-    _http: Any = field(default=None, repr=False)
-    _fetcher: Any = field(default=None, repr=False)
-    _lock: Any = field(default_factory=threading.RLock, repr=False)
-    _built_for: tuple | None = field(default=None, repr=False)
+    # A plain class, not a dataclass: it is made when the extension loads, which must
+    # stay fast (making a dataclass costs a millisecond or two).
+    def __init__(self, base_url: str | None = None, api_version: str | None = None, timeout: float = 120.0,
+                 vertexai: bool | None = None, project: str | None = None, location: str | None = None,
+                 proxy: str | None = None, ca_bundle: str | None = None, mode: str = "live",
+                 recording_path: str | None = None):
+        self.base_url = base_url
+        self.api_version = api_version
+        self.timeout = timeout
+        # Vertex AI (None: GOOGLE_GENAI_USE_VERTEXAI, GOOGLE_CLOUD_PROJECT and
+        # GOOGLE_CLOUD_LOCATION decide, as in the SDK). With a project, Google's
+        # Application Default Credentials authenticate (`gcloud auth application-default
+        # login`); without one, the API key is used in Vertex AI express mode.
+        self.vertexai = vertexai
+        self.project = project
+        self.location = location
+        # The network: a proxy for every request (over HTTPS_PROXY and the others), and a
+        # CA bundle (file or folder) trusted instead of the default certificates.
+        self.proxy = proxy
+        self.ca_bundle = ca_bundle
+        # Record/replay: kept here as plain values so that setting a mode (even from
+        # the environment at load time) imports nothing; the transport is made with
+        # the client.
+        self.mode = mode
+        self.recording_path = recording_path
+        self._transport: RecordingTransport | None = None
+        # Rate limits and usage (transport/limits.py, usage.py): applied to live requests
+        # by the transport, counted per account (the endpoint and a fingerprint of the key).
+        self.limiter: Any = None
+        self.usage: Any = None
+        self.account = ""
+        self._client: Any = None
+        self._http: Any = None
+        self._fetcher: Any = None
+        self._lock = threading.RLock()
+        self._built_for: tuple | None = None
+
+    def __repr__(self) -> str:
+        return f"Connection(base_url={self.base_url!r}, mode={self.mode!r})"
 
     def api_key(self) -> str | None:
         key = find_api_key()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 
 
 class GeminiError(Exception):
@@ -85,15 +84,16 @@ class NotRecorded(GeminiError):
     kind = "not-recorded"
 
 
-@dataclass
 class Context:
     """What an error message may name: the model asked for, the endpoint, and a way
-    to list models (for close matches) that must not raise."""
+    to list models (for close matches) that must not raise. (A plain class, not a
+    dataclass: this module is imported when the extension loads, which must stay fast.)"""
 
-    model: str = ""
-    base_url: str = ""
-    timeout: float = 0.0
-    list_models: object = None  # callable returning model ids, or None
+    def __init__(self, model: str = "", base_url: str = "", timeout: float = 0.0, list_models=None):
+        self.model = model
+        self.base_url = base_url
+        self.timeout = timeout
+        self.list_models = list_models  # callable returning model ids, or None
 
 
 def _seconds(text: str) -> float | None:

@@ -10,7 +10,7 @@ silently dropped. Kept free of heavy imports: defining the magic reads it.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 FORMATS = ("markdown", "text", "code", "json")
@@ -18,71 +18,24 @@ APPROVE_MODES = ("auto", "ask", "never")
 THINKING_LEVELS = ("minimal", "low", "medium", "high")
 TIERS = ("auto", "free", "paid", "off")  # quota tiers (transport/limits.py)
 FRONT_ENDS = ("cell", "batch", "batch-api", "widget", "ask")
+# The settings (settings.py's fields), named here so that the magic can check them when
+# set without importing settings.py at load; a test keeps the two in step.
+SETTING_NAMES = (
+    "model", "temperature", "top_p", "top_k", "max_tokens", "seed", "stop", "thinking", "system", "format",
+    "stream", "interpolate", "usage", "debug", "base_url", "api_version", "timeout", "vertexai", "project",
+    "location", "proxy", "ca_bundle", "retry_attempts", "retry_max_wait", "update_interval", "max_image_side",
+    "quota_tier", "rate_limits", "shared_rpm", "track_usage", "approve", "max_steps", "chat_token_budget",
+    "summary_chars", "summary_items", "summary_rows",
+)
 
 
-@dataclass
-class Options:
-    """One request's options; None (or empty) means "the setting in force"."""
-
-    model: str | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
-    stop: list[str] | None = None
-    thinking: str | None = None
-    system: str | None = None
-    out: str | None = None
-    format: str | None = None
-    json: bool = False
-    schema: Any = None  # a name in the namespace, or the class itself
-    stream: bool | None = None  # --no-stream: False
-    interpolate: bool | None = None  # --no-interpolate: False
-    tools: Any = None  # "f,g", or a list of names or functions
-    approve: str | None = None
-    max_steps: int | None = None
-    search: bool = False
-    code_exec: bool = False
-    url_context: bool = False
-    image: list | None = None
-    downscale: bool | None = None  # --no-downscale: False
-    thoughts: bool = False
-    over: str | None = None
-    column: str | None = None
-    batch_api: bool = False
-    concurrency: int | None = None
-    chat: Any = None  # a conversation's name; False: --no-chat
-    context: list[str] | None = None
-    error: bool = False
-    usage: bool | None = None
-    debug: bool | None = None
-
-    def given(self) -> dict[str, Any]:
-        """The options set to something other than their default."""
-        defaults = Options()
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if getattr(self, f.name) != getattr(defaults, f.name)}
-
-    @classmethod
-    def of(cls, values: dict[str, Any], where: str) -> Options:
-        """Options from keyword arguments (the Python API, the widget); an unknown
-        name is a TypeError naming it."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = [name for name in values if name not in names]
-        if unknown:
-            raise TypeError(f"{where} got an unknown option {unknown[0]!r}; options: {', '.join(sorted(names))}.")
-        return cls(**values)
-
-
-@dataclass(frozen=True)
 class Option:
     """One option: its flags and argparse settings for the cell, and its help."""
 
-    dest: str
-    flags: tuple[str, ...]
-    help: str
-    argparse: dict = field(default_factory=dict)
+    __slots__ = ("dest", "flags", "help", "argparse")
+
+    def __init__(self, dest: str, flags: tuple[str, ...], help: str, argparse: dict):  # noqa: A002
+        self.dest, self.flags, self.help, self.argparse = dest, flags, help, argparse
 
 
 def _opt(dest: str, *flags: str, help: str, **argparse: Any) -> Option:
@@ -140,8 +93,9 @@ OPTIONS: tuple[Option, ...] = (
 
 # What each front end cannot do, and why: an option given there is refused with this.
 _DISPLAY = "it is a display option of a cell; the Python API returns the Answer for you to show"
+_OVER_ONLY = "it goes with --over VAR"
 REFUSED: dict[str, dict[str, str]] = {
-    "cell": {},
+    "cell": {"column": _OVER_ONLY, "batch_api": _OVER_ONLY, "concurrency": _OVER_ONLY},
     "batch": {
         "over": "batch() takes the rows as its second argument",
         "batch_api": "batch() takes mode='api'",
@@ -186,7 +140,7 @@ REFUSED["batch-api"] = {
 }
 
 
-def refusal(options: Options, front_end: str) -> str | None:
+def refusal(options, front_end: str) -> str | None:
     """Why `front_end` cannot take one of the options given, naming it (None: it can)."""
     refused = REFUSED[front_end]
     for name, value in options.given().items():
@@ -204,3 +158,78 @@ def flag_of(dest: str, value: Any = None) -> str:
         if option.argparse.get("action") == "store_const" and option.argparse.get("const") == value:
             return option.flags[-1]
     return candidates[0].flags[-1] if candidates else dest
+
+
+# -- the Options dataclass, made on first use ----------------------------------------------
+# Defining a dataclass costs a few milliseconds, and this module is read when the extension
+# loads (the %%gemini flags come from OPTIONS): `Options` is made the first time it is
+# asked for (`from gemini_magic.options import Options` works as usual).
+
+
+def _make_options():
+    @dataclass
+    class Options:
+        """One request's options; None (or empty) means "the setting in force"."""
+
+        model: str | None = None
+        temperature: float | None = None
+        top_p: float | None = None
+        top_k: int | None = None
+        max_tokens: int | None = None
+        seed: int | None = None
+        stop: list[str] | None = None
+        thinking: str | None = None
+        system: str | None = None
+        out: str | None = None
+        format: str | None = None
+        json: bool = False
+        schema: Any = None  # a name in the namespace, or the class itself
+        stream: bool | None = None  # --no-stream: False
+        interpolate: bool | None = None  # --no-interpolate: False
+        tools: Any = None  # "f,g", or a list of names or functions
+        approve: str | None = None
+        max_steps: int | None = None
+        search: bool = False
+        code_exec: bool = False
+        url_context: bool = False
+        image: list | None = None
+        downscale: bool | None = None  # --no-downscale: False
+        thoughts: bool = False
+        over: str | None = None
+        column: str | None = None
+        batch_api: bool = False
+        concurrency: int | None = None
+        chat: Any = None  # a conversation's name; False: --no-chat
+        context: list[str] | None = None
+        error: bool = False
+        usage: bool | None = None
+        debug: bool | None = None
+
+        def given(self) -> dict[str, Any]:
+            """The options set to something other than their default."""
+            defaults = Options()
+            return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                    if getattr(self, f.name) != getattr(defaults, f.name)}
+
+        @classmethod
+        def of(cls, values: dict[str, Any], where: str) -> Options:
+            """Options from keyword arguments (the Python API, the widget); an unknown
+            name is a TypeError naming it."""
+            names = {f.name for f in dataclasses.fields(cls)}
+            unknown = [name for name in values if name not in names]
+            if unknown:
+                raise TypeError(f"{where} got an unknown option {unknown[0]!r}; options: {', '.join(sorted(names))}.")
+            return cls(**values)
+
+    return Options
+
+
+_made: dict = {}
+
+
+def __getattr__(name: str):
+    if name == "Options":
+        if "Options" not in _made:
+            _made["Options"] = _make_options()
+        return _made["Options"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -79,6 +79,7 @@ class Recipe:
     server_tools: list
     max_steps: int
     attachments: list  # parts from --image, before the prompt
+    front_end: str = "cell"
 
     @classmethod
     def make(cls, options: Options, settings: Settings, surroundings: Surroundings,
@@ -109,7 +110,7 @@ class Recipe:
         if front_end in ("batch", "batch-api"):
             stream = False  # nothing shows an item's answer as it arrives
         recipe = cls(options, settings, surroundings, model, config, fmt, stream, schema, None, [],
-                     _pick(options.max_steps, settings.max_steps), [])
+                     _pick(options.max_steps, settings.max_steps), [], front_end)
         recipe._bind_tools()
         recipe.attachments = [recipe._attachment(spec) for spec in options.image or ()]
         return recipe
@@ -209,8 +210,8 @@ class Recipe:
 
     def _chat_turn(self, request, user, key: str | None, notes: list):
         name = self.options.chat
-        if name is None:
-            name = self.surroundings.default_chat
+        if name is None and self.front_end not in ("batch", "batch-api"):
+            name = self.surroundings.default_chat  # a batch's items are single-turn, whatever the default
         if not name or self.surroundings.conversations is None:
             return None
         from .history import begin

@@ -12,13 +12,16 @@ defaults and the environment.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .options import Options
-from .requests import Prepared, Recipe, Surroundings
-from .settings import Settings
+# Made when the extension loads: what requests are built with is imported on first use.
+if TYPE_CHECKING:
+    from .options import Options
+    from .requests import Prepared, Recipe, Surroundings
+    from .settings import Settings
 
 
 class Session:
@@ -26,7 +29,11 @@ class Session:
                  namespace: Callable[[], dict] | None = None):
         from .client import Connection
 
-        self._settings = settings if settings is not None else Settings.from_environment()
+        if settings is None:
+            from .settings import Settings
+
+            settings = Settings.from_environment()
+        self._settings = settings
         self._namespace = namespace or dict
         self.connection = Connection()
         self.default_chat: str | None = None
@@ -36,6 +43,7 @@ class Session:
         self._conversations = None
         self._uploads = None
         self._lock = threading.RLock()
+        self._asks = itertools.count(1)  # each ask() is a turn of its own in a chat
 
     # -- what it is made of, made on first use (loading the extension imports none of it) --
 
@@ -116,9 +124,13 @@ class Session:
         values = {"namespace": self._namespace(), "conversations": self.conversations, "uploads": self.uploads,
                   "connection": self.connection, "default_chat": self.default_chat}
         values.update(given)
+        from .requests import Surroundings
+
         return Surroundings(**values)
 
     def recipe(self, options: Options, front_end: str = "cell", **surroundings: Any) -> Recipe:
+        from .requests import Recipe
+
         settings = self.settings
         self.engine  # noqa: B018  (the connection follows the settings before anything is built)
         return Recipe.make(options, settings, self.surroundings(**surroundings), front_end)
@@ -139,9 +151,11 @@ class Session:
     def ask(self, prompt: str, *, namespace: dict | None = None, **options: Any):
         """`gemini_magic.ask`: the Answer to `prompt`, not yet sent (iterate it, or
         `.read()` it). Options are the cell's, as keyword arguments."""
+        from .options import Options
+
         given = Options.of(options, "ask()")
         extra = {} if namespace is None else {"namespace": namespace}
-        prepared = self.prepare(prompt, given, "ask", key=f"ask:{id(given)}", ask_approval=_ask_in_terminal,
+        prepared = self.prepare(prompt, given, "ask", key=f"ask:{next(self._asks)}", ask_approval=_ask_in_terminal,
                                 **extra)
         return self.send(prepared)
 

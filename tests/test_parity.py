@@ -36,6 +36,7 @@ from pydantic import BaseModel
 import gemini_magic
 from gemini_magic.batches import ItemError
 from gemini_magic.options import OPTIONS, REFUSED, Options, flag_of
+from tests.conftest import ask
 from tests.fake_gemini import Error, ReceivedRequest, Reply
 
 GENERATE = ("generateContent", "streamGenerateContent")
@@ -142,8 +143,8 @@ class Run:
         """What reached the wire as generation: generate requests, and every item of a
         Batch API job made by this call (as a ReceivedRequest of its own)."""
         found = [r for r in self.new if r.action in GENERATE]
-        jobs = [self.server.batches[job] for job in self.server.batches
-                if any(r.action == "batchGenerateContent" for r in self.new)]
+        made = sum(r.action == "batchGenerateContent" for r in self.new)
+        jobs = list(self.server.batches.values())[-made:] if made else []  # in the order they were made
         for job in jobs:
             for item in job["requests"]:
                 found.append(ReceivedRequest("POST", f"/v1/models/{job['model']}:generateContent", "v1",
@@ -160,6 +161,7 @@ class Run:
 
 
 def answers(result) -> list:
+    """A front end's answers: the results of a batch, or the one answer."""
     if isinstance(result, pd.DataFrame):
         return [v for column in result.columns if column != "item" for v in result[column]]
     if isinstance(result, (list, pd.Series)):
@@ -281,7 +283,9 @@ def check_concurrency(run):
 def check_chat(run):
     history = contents(run.generated()[-1])
     roles = [_k(c, "role") for c in history]
-    assert roles == ["user", "model", "user"], f"{run.front}: the second turn does not carry the first: {roles}"
+    turns = len(gemini_magic.conversation("talk").turns)
+    assert roles == ["user", "model", "user"] and turns == 2, \
+        f"{run.front}: the second turn does not carry the first: {roles}; the conversation has {turns} turns"
 
 
 def check_no_chat(run):
@@ -315,7 +319,7 @@ def check_debug(run):
 class Peak:
     """Counts the requests held at once: each waits (briefly) for a second one."""
 
-    def __init__(self, hold: int = 2, timeout: float = 0.3):
+    def __init__(self, hold: int = 2, timeout: float = 0.2):
         self.hold, self.timeout = hold, timeout
         self.now = self.peak = 0
         self.lock = threading.Lock()
@@ -382,7 +386,7 @@ class Case:
     extra: dict = field(default_factory=dict)  # options the check needs besides (never where refused)
     setup: Callable | None = None
     prompt: str | None = None
-    calls: int = 1  # calls through the front end (a chat needs two turns)
+    calls: int = 1  # calls through the front end (a chat needs a turn before)
     fails: bool = False  # the call is meant to fail (--debug shows how)
 
     @property
@@ -510,11 +514,12 @@ def world(ip, server, monkeypatch):
     gemini_magic.batches.last_run = None
 
 
-PAIRS = [pytest.param(case, front, id=f"{case.flag.lstrip('-')}@{front}") for case in CASES for front in FRONT_ENDS]
+PAIRS = [pytest.param(case, front, id=f"{case.flag.lstrip('-')}-in-{front}") for case in CASES for front in FRONT_ENDS]
 
 
 @pytest.mark.parametrize("case, front", PAIRS)
 def test_option_reaches_the_wire_or_is_refused_by_name(world, server, capsys, case, front):
+    """Refused there (REFUSED): by name, with nothing sent. Otherwise: no error, and the check sees it applied."""
     ip = world
     if case.setup is not None:
         case.setup(ip, server)
@@ -552,4 +557,49 @@ def test_option_reaches_the_wire_or_is_refused_by_name(world, server, capsys, ca
             assert "gm-error" not in run.result, f"the widget's answer failed: {run.result}"
         failed = [v for v in answers(run.result) if isinstance(v, ItemError)]
         assert not failed, f"{front}: items failed: {failed}"
-    case.check(run)
+    try:
+        case.check(run)
+    except AssertionError as exc:
+        raise AssertionError(f"{case.flag} in {front}: not refused (REFUSED[{FRONT_ENDS[front]!r}]), "
+                             f"and not applied: {exc}") from None
+
+
+# -- beside the table: cases its representative values do not reach --------------------------------------------
+
+
+@pytest.mark.parametrize("front", ["over", "batch", "batch-api"])
+def test_a_batchs_items_are_single_turn_even_with_a_default_chat(world, server, front):
+    """REFUSED says a batch's items are single-turn (so --chat and --no-chat are refused
+    there): a default chat (`%gemini chat NAME`) must not make them turns of it either."""
+    default_chat_with_a_turn(world, server)
+    run = Run(front, world, server, start=len(server.requests))
+    call(front, world, {}, "Say {item}")
+    sent = run.each()
+    assert len(sent) == 2
+    assert [len(contents(r)) for r in sent] == [1, 1], \
+        f"{front}: the default chat's history went into the items: {[contents(r) for r in sent]}"
+
+
+def test_the_widget_takes_a_model_its_list_lacks(world, server):
+    """A cell takes any model id (a tuned one, one the list lacks): so does the widget's model option."""
+    unlisted = "gemini-2.0-flash"
+    assert unlisted not in {m["name"].removeprefix("models/") for m in server.models}
+    assert ask(world, "Say hi", f"-m {unlisted}") == "Echo: Say hi"
+    assert server.last.model == unlisted
+    run = Run("widget", world, server, start=len(server.requests))
+    _, said = call("widget", world, {"model": unlisted}, "Say hi")
+    assert not said, f"the widget refused the model a cell takes: {said}"
+    assert [r.model for r in run.generated()] == [unlisted]
+
+
+def test_a_long_chat_through_ask_keeps_every_turn(world, server):
+    """Each ask(chat=NAME) is a turn of its own: the last of many carries every one before.
+    A turn key that repeats by chance (made from the id() of a freed object) makes a later
+    ask replace an earlier turn: one ask in a few, so a long chat shows it every time."""
+    asks = 50
+    for i in range(asks):
+        assert gemini_magic.ask(f"Turn {i}", chat="talk").read() == f"Echo: Turn {i}"
+    kept = [turn.text("user") for turn in gemini_magic.conversation("talk").turns]
+    lost = sorted(set(f"Turn {i}" for i in range(asks)) - set(kept), key=lambda t: int(t.split()[1]))
+    assert not lost, f"{len(lost)} of {asks} turns were replaced by later ones: {lost[:8]} ..."
+    assert len(contents(server.last)) == 2 * asks - 1

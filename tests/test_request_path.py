@@ -325,3 +325,11 @@ def test_output_is_io_free_of_the_key(ip, server, capsys):
     assert isinstance(failure, CellFailed)
     assert TEST_KEY not in str(failure) and TEST_KEY not in "\n".join(failure._render_traceback_())
     assert TEST_KEY not in io.StringIO(capsys.readouterr().out).read()
+
+
+def test_the_settings_the_magic_checks_are_the_settings_requests_use():
+    from gemini_magic.options import SETTING_NAMES
+    from gemini_magic.settings import NAMES
+
+    assert SETTING_NAMES == NAMES
+    assert set(SETTING_NAMES) == set(gemini_magic.magics.GeminiMagics.class_trait_names(config=True))

@@ -31,10 +31,14 @@ def ask_many(session, template: str, rows, options, *, mode: str = "local", colu
     if mode not in ("local", "api"):
         raise ValueError("mode is 'local' (requests from here) or 'api' (a Batch API job)")
     column = column or options.column or "answer"
-    concurrency = concurrency or options.concurrency or 8
-    # What says how to batch (the cell's --over, --column, --concurrency, --batch-api, --out)
-    # is used here; the rest is each item's request.
-    options = dataclasses.replace(options, over=None, column=None, concurrency=None, batch_api=False, out=None)
+    # What says how to batch (the cell's --over, --column, --batch-api, --out, and for a
+    # local run --concurrency) is used here; the rest is each item's request.
+    if mode == "local":
+        concurrency = concurrency or options.concurrency or 8
+        options = dataclasses.replace(options, concurrency=None)
+    elif concurrency is not None:
+        options = dataclasses.replace(options, concurrency=concurrency)  # refused below, by name
+    options = dataclasses.replace(options, over=None, column=None, batch_api=False, out=None)
     recipe = session.recipe(options, "batch-api" if mode == "api" else "batch", **(surroundings or {}))
     requests, like = build_requests(recipe, template.strip(), rows)
     if mode == "api":

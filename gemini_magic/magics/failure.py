@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import traceback
+from typing import TYPE_CHECKING
 
 from ..client import find_api_key
-from ..errors import GeminiError, scrub
+from ..errors import scrub
+
+if TYPE_CHECKING:
+    from ..errors import GeminiError
 
 
 class CellFailed(Exception):

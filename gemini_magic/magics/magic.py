@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -16,10 +17,13 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
 from traitlets import Bool, Dict, Enum, Float, Int, List, TraitError, Unicode, default, validate
 
-from ..errors import GeminiError
-from ..options import APPROVE_MODES, FORMATS, OPTIONS, TIERS, Options
-from ..settings import NAMES, SettingError, Settings, check
+from ..options import APPROVE_MODES, FORMATS, OPTIONS, SETTING_NAMES, TIERS
 from .failure import CellFailed, failed
+
+if TYPE_CHECKING:
+    from ..errors import GeminiError
+    from ..options import Options
+    from ..settings import Settings
 
 
 def _with_options(function):
@@ -117,8 +121,10 @@ class GeminiMagics(Magics):
         value = os.environ.get("GEMINI_MAGIC_QUOTA", "auto").strip().lower()
         return value if value in TIERS else "auto"
 
-    @validate(*NAMES)
+    @validate(*SETTING_NAMES)
     def _check_setting(self, proposal):
+        from ..settings import SettingError, check
+
         try:
             value = check(proposal.trait.name, proposal.value)
         except SettingError as exc:
@@ -127,7 +133,9 @@ class GeminiMagics(Magics):
 
     def settings(self) -> Settings:
         """A snapshot of every setting, as requests are built from it."""
-        return Settings(**{name: getattr(self, name) for name in NAMES})
+        from ..settings import Settings
+
+        return Settings(**{name: getattr(self, name) for name in SETTING_NAMES})
 
     # The session's parts, under the names the rest of the package (and tests) use.
     @property
@@ -219,6 +227,9 @@ class GeminiMagics(Magics):
 
     def parse(self, line: str) -> Options:
         """The cell's options; a usage error (with the usage line) for a bad one."""
+        from ..options import Options
+        from ..settings import SettingError, check
+
         try:
             # POSIX splitting, so -s "two words" arrives without its quotes.
             try:

@@ -20,7 +20,10 @@ class ChatView(widgets.VBox):
         self._empty = widgets.HTML('<div class="gm-empty">No messages yet. Ask Gemini anything.</div>')
         choices = model_choices(magics)
         current = bare(model or magics.model)
-        self.model = widgets.Dropdown(options=choices.ids, value=current if current in choices.ids else None,
+        ids = list(choices.ids)
+        if current and current not in ids:
+            ids.insert(0, current)  # a model the list lacks (a preview, a gateway's) is kept
+        self.model = widgets.Dropdown(options=ids, value=current or None,
                                       layout=widgets.Layout(width="230px"), tooltip="Model for this chat")
         self.header = widgets.HTML(
             CSS + f'<b>Gemini chat</b> <span style="opacity:0.6">· {html.escape(name)}</span>',
