@@ -8,14 +8,15 @@ from html.parser import HTMLParser
 import pytest
 
 from gemini_magic.render.bundles import FORMATS, answer_bundle
-from gemini_magic.render.markdown import code_block, extract_code, to_html
+from gemini_magic.render.code import COPY, ZOOM, code_block
+from gemini_magic.render.markdown import extract_code, to_html
 from tests.fake_gemini import Reply
 
 # -- an HTML inspector ------------------------------------------------------------------
 
 _FORBIDDEN_TAGS = {
     "script", "iframe", "frame", "frameset", "object", "embed", "applet", "style", "form", "svg", "math",
-    "link", "meta", "base", "input", "button", "textarea", "select", "video", "audio", "source", "template",
+    "link", "meta", "base", "input", "textarea", "select", "video", "audio", "source", "template",
 }
 _SAFE_HREF = re.compile(r"^(https?:|mailto:|#)", re.IGNORECASE)
 _SAFE_SRC = re.compile(r"^data:image/", re.IGNORECASE)
@@ -46,12 +47,19 @@ def parse(markup: str) -> _Elements:
     return parser
 
 
+_OUR_HANDLERS = {("button", "onclick", COPY), ("img", "onclick", ZOOM)}
+
+
 def assert_inert(markup: str) -> None:
     """No element or attribute that runs code, loads a frame, or makes the browser fetch a URL."""
     for tag, attrs in parse(markup).elements:
         assert tag not in _FORBIDDEN_TAGS, (tag, markup)
+        if tag == "button":  # only our Copy button, exactly as we write it
+            assert dict(attrs).get("class") == "gemini-copy" and dict(attrs).get("onclick") == COPY, markup
         for name, value in attrs:
-            assert not name.lower().startswith("on"), (tag, name, markup)
+            if name.lower().startswith("on"):
+                # Only our two fixed handlers, byte for byte: never anything the model wrote.
+                assert (tag, name.lower(), value) in _OUR_HANDLERS, (tag, name, markup)
             assert name.lower() not in ("srcdoc", "formaction", "xlink:href", "background", "poster"), (name, markup)
             if name.lower() == "href":
                 assert value is not None and _SAFE_HREF.match(value), (tag, value, markup)
@@ -60,6 +68,31 @@ def assert_inert(markup: str) -> None:
                 assert value is not None and _SAFE_SRC.match(value), (tag, value, markup)
             if name.lower() == "style":
                 assert "url(" not in (value or "").lower() and "expression" not in (value or "").lower(), markup
+
+
+class _CodeText(HTMLParser):
+    """The text inside <code> elements only: what a reader copies."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.depth, self.text = 0, []
+
+    def handle_starttag(self, tag, attrs):
+        self.depth += tag == "code"
+
+    def handle_endtag(self, tag):
+        self.depth -= tag == "code"
+
+    def handle_data(self, data):
+        if self.depth:
+            self.text.append(data)
+
+
+def code_text(markup: str) -> str:
+    parser = _CodeText()
+    parser.feed(markup)
+    parser.close()
+    return "".join(parser.text)
 
 
 def tags(markup: str) -> list[str]:
@@ -191,7 +224,9 @@ def test_remote_image_becomes_a_link_not_an_img():
 def test_inline_data_image_is_displayed():
     src = "data:image/png;base64,iVBORw0KGgo="
     html_out = to_html(f"![dot]({src})")
-    assert attrs_of(html_out, "img") == [{"src": src, "alt": "dot"}]
+    [img] = attrs_of(html_out, "img")
+    assert (img["src"], img["alt"], img["onclick"]) == (src, "dot", ZOOM)  # shown, and opens full size
+    assert_inert(html_out)
 
 
 def test_data_image_url_used_as_link_target_is_neutralized():
@@ -246,10 +281,13 @@ def test_tables_render():
 
 def test_fenced_code_keeps_language_and_escapes_markup():
     html_out = to_html("```python\nprint('<b>hi</b>')\n```")
-    assert tags(html_out) == ["pre", "code"]
+    assert_inert(html_out)
+    assert tags(html_out)[:4] == ["div", "button", "pre", "code"]  # the Copy button, then the code
+    assert set(tags(html_out)[4:]) <= {"span"}  # highlighting: spans with inline colours only
     assert attrs_of(html_out, "code") == [{"class": "language-python"}]
-    assert "&lt;b&gt;hi&lt;/b&gt;" in html_out
-    assert "".join(parse(html_out).text).strip() == "print('<b>hi</b>')"
+    assert "&lt;b&gt;hi&lt;/b&gt;" in html_out or "&lt;b&gt;hi&lt;/b&gt;" in html_out.replace("&#39;", "'")
+    assert code_text(html_out) == "print('<b>hi</b>')"
+    assert 'style="color' in html_out  # highlighted
 
 
 def test_inline_code_escapes_markup():
@@ -276,8 +314,8 @@ def test_math_and_currency_stay_as_dollar_text(markdown, text):
 def test_code_block_helper_escapes_code_and_language():
     out = code_block("<script>x</script>", 'py"onclick="alert(1)')
     assert_inert(out)
-    assert tags(out) == ["pre", "code"]
-    assert "".join(parse(out).text).strip() == "<script>x</script>"
+    assert tags(out) == ["div", "button", "pre", "code"]  # unknown language: plain, not highlighted
+    assert code_text(out) == "<script>x</script>"
 
 
 # -- extract_code: the first fenced block, else the whole text -----------------------------
@@ -306,7 +344,7 @@ def test_code_format_shows_the_extracted_code_escaped():
     bundle = answer_bundle("Try:\n```html\n<script>alert(1)</script>\n```", "code")
     assert_inert(bundle["text/html"])
     assert attrs_of(bundle["text/html"], "code") == [{"class": "language-html"}]
-    assert "".join(parse(bundle["text/html"]).text).strip() == "<script>alert(1)</script>"
+    assert code_text(bundle["text/html"]) == "<script>alert(1)</script>"
 
 
 # -- end to end: a hostile answer in a real kernel ---------------------------------------
@@ -332,3 +370,34 @@ def test_hostile_answer_in_kernel_is_inert(kern, server, answer, options):
     # The raw answer is still there, as plain text.
     finals = [m["content"]["data"] for m in ex.of_type("display_data") if "text/html" in m["content"]["data"]]
     assert finals[-1]["text/plain"] == answer
+
+
+# -- our controls: the Copy button and the zoomable image ---------------------------------
+
+
+@pytest.mark.parametrize("language", ["python", "html", "js", "", "no-such-language"])
+def test_highlighted_code_with_hostile_content_stays_text(language):
+    code = "x = '</code></pre><script>alert(1)</script>'  # <button onclick=alert(2)>"
+    html_out = to_html(f"```{language}\n{code}\n```")
+    assert_inert(html_out)
+    assert code_text(html_out) == code
+    # The Copy handler is the fixed one: the code is read from the page, never put in the script.
+    [button] = attrs_of(html_out, "button")
+    assert button["onclick"] == COPY and "alert" not in button["onclick"]
+
+
+def test_a_button_the_model_writes_is_text():
+    html_out = to_html('<button class="gemini-copy" onclick="alert(1)">Copy</button>')
+    assert attrs_of(html_out, "button") == []
+    assert_inert(html_out)
+
+
+def test_indented_code_also_gets_a_copy_button():
+    html_out = to_html("Run:\n\n    pip install gemini-magic\n")
+    assert "button" in tags(html_out)
+    assert code_text(html_out) == "pip install gemini-magic"
+
+
+def test_single_newlines_are_line_breaks_so_a_poem_keeps_its_lines():
+    html_out = to_html("Autumn moonlight\na worm digs silently\ninto the chestnut")
+    assert tags(html_out).count("br") == 2

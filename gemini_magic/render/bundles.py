@@ -6,7 +6,8 @@ import html
 import json
 
 from ..options import FORMATS  # noqa: F401  (re-exported)
-from .markdown import code_block, extract_code, to_html
+from .code import code_block
+from .markdown import extract_code, to_html
 
 
 def answer_bundle(text: str, fmt: str, footer: str = "", parsed=None) -> dict:

@@ -14,6 +14,9 @@ import html
 import re
 from functools import lru_cache
 
+from .code import code_block
+from .code import image as image_html
+
 _SAFE_LINK = re.compile(r"^(https?:|mailto:|#)", re.IGNORECASE)
 _SAFE_IMAGE = re.compile(r"^data:image/(png|jpe?g|gif|webp);", re.IGNORECASE)
 _LINK_ATTRS = ' rel="noopener noreferrer nofollow" target="_blank"'
@@ -24,7 +27,8 @@ def _markdown():
     from markdown_it import MarkdownIt
     from mdit_py_plugins.dollarmath import dollarmath_plugin
 
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False})
+    # breaks: a single newline is a line break, as in Gemini's own apps (a haiku keeps its lines).
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True})
     md.enable(["table", "strikethrough"])
     # No digits next to $ and no space inside: "$5 and $10" stays currency.
     md.use(dollarmath_plugin, allow_space=False, allow_digits=False, double_inline=True)
@@ -42,6 +46,9 @@ def _markdown():
         src = token.attrGet("src") or ""
         alt = html.escape(self.renderInlineAsText(token.children or [], options, env))
         if _SAFE_IMAGE.match(src):  # inline bytes: nothing is fetched
+            mime, _, data = src[5:].partition(";base64,")
+            if data and re.fullmatch(r"[A-Za-z0-9+/=_-]*", data):
+                return image_html(mime, data, alt)
             return f'<img src="{html.escape(src)}" alt="{alt}">'
         label = alt or "image"
         return f'<a href="{html.escape(src)}"{_LINK_ATTRS}>[image: {label}]</a>'
@@ -55,6 +62,16 @@ def _markdown():
     def math_block(self, tokens, idx, options, env):
         return "<p>$$\n" + html.escape(tokens[idx].content) + "$$</p>\n"
 
+    def fence(self, tokens, idx, options, env):
+        token = tokens[idx]
+        language = token.info.strip().split()[0] if token.info.strip() else ""
+        return code_block(token.content.rstrip("\n"), language)
+
+    def code_block_rule(self, tokens, idx, options, env):
+        return code_block(tokens[idx].content.rstrip("\n"))
+
+    md.add_render_rule("fence", fence)
+    md.add_render_rule("code_block", code_block_rule)
     md.add_render_rule("link_open", link_open)
     md.add_render_rule("image", image)
     md.add_render_rule("math_inline", math_inline)
@@ -331,10 +348,6 @@ def _inline_links(children: list, found: re.Pattern, take, links) -> list:
             pending = []
     return out + (links(pending) if pending else [])
 
-
-def code_block(code: str, language: str = "") -> str:
-    cls = f' class="language-{html.escape(language)}"' if language else ""
-    return f"<pre><code{cls}>{html.escape(code)}</code></pre>\n"
 
 
 _FENCE = re.compile(r"^ {0,3}(```+|~~~+)[ \t]*([\w+.-]*)[^\n]*\n(.*?)^ {0,3}\1[ \t]*$", re.MULTILINE | re.DOTALL)

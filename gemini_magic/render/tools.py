@@ -12,7 +12,7 @@ import json
 import re
 from urllib.parse import quote, quote_plus, urlsplit
 
-from .markdown import code_block
+from .code import code_block, image
 
 _STATUS = {
     "pending": ("…", "waiting"), "running": ("…", "running"), "ok": ("✓", "done"),
@@ -69,7 +69,7 @@ def part_html(part) -> str:
         mime = (blob.mime_type or "").lower()
         data = base64.b64encode(blob.data).decode()
         if mime in ("image/png", "image/jpeg", "image/gif", "image/webp"):
-            return f'<img src="data:{mime};base64,{data}" style="max-width:100%">\n'
+            return image(mime, data)
         if mime.startswith("audio/"):
             return f'<audio controls src="data:{html.escape(mime)};base64,{data}"></audio>\n'
         return f"<div><em>[{html.escape(mime)} data, {len(blob.data):,} bytes]</em></div>\n"
