@@ -106,8 +106,6 @@ def batch(template: str, rows, *, column: str = "answer", concurrency: int | Non
     call waits for the job and returns its results aligned the same way; a later
     kernel collects a job with `%gemini batch-status ID`.
     """
-    import sys
-
     from .batches import ask_many
     from .batches.local import summary
     from .options import Options, refusal
@@ -131,7 +129,9 @@ def batch(template: str, rows, *, column: str = "answer", concurrency: int | Non
     results, run = ask_many(active, template, rows, given, mode=mode, column=column, concurrency=concurrency,
                             progress=progress, surroundings=surroundings)
     if run is not None and (run.interrupted or run.errors or given.usage):
-        print(summary(run, usage=bool(given.usage)), file=sys.stderr)
+        from .render.notes import note
+
+        note(summary(run, usage=bool(given.usage)), "warning" if run.errors or run.interrupted else "note")
     return results
 
 
@@ -147,6 +147,12 @@ def conversations() -> dict:
     return dict(current_session().conversations)
 
 
+def _jupyter_labextension_paths() -> list[dict]:
+    """Where the prebuilt JupyterLab extension is, for `jupyter labextension develop .`
+    (a wheel installs it to share/jupyter/labextensions itself)."""
+    return [{"src": "labextension", "dest": "gemini-magic-lab"}]
+
+
 def load_ipython_extension(ipython) -> None:
     global _magics
     from .client import MODE_VARIABLE, PATH_VARIABLE, warm_up
@@ -159,6 +165,7 @@ def load_ipython_extension(ipython) -> None:
         ipython.configurables.append(_magics)
     ipython.events.register("pre_run_cell", _magics.pre_run_cell)
     ipython.events.register("post_run_cell", _magics.post_run_cell)
+    _magics.frontend.hello(ipython)
     # A whole notebook can run recorded from outside (CI, nbval) without editing it.
     mode = os.environ.get(MODE_VARIABLE, "").strip().lower()
     path = os.environ.get(PATH_VARIABLE)

@@ -136,9 +136,8 @@ class Answer:
 
     def notice(self) -> str | None:
         """What the user should know about how the answer ended, if anything."""
-        if self.interrupted:
-            return "Interrupted: the answer above is partial."
-        if self.error is not None:
+        # An interruption is said once, by the front end that was interrupted.
+        if self.interrupted or self.error is not None:
             return None
         template = FINISH_NOTICES.get(self.finish_reason or "")
         if template:
@@ -199,7 +198,7 @@ class Answer:
                          "Answer now with what you have, without calling tools."))
                 final = True
                 yield Notice(f"Reached the limit of {request.max_steps} tool steps (--max-steps): "
-                             "Gemini was asked to answer without more tool calls.")
+                             "Gemini was asked to answer without more tool calls.", "warning")
             self.exchange += [model_turn, reply]
             contents = contents + [model_turn, reply]
         self._parse()

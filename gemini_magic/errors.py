@@ -10,6 +10,15 @@ import os
 import re
 
 
+def sentence(text: str) -> str:
+    """`text` ending as a sentence ends: with a full stop unless it has one (or ?, !)."""
+    text = text.strip()
+    # Not after a path or address, where a full stop would read as part of it.
+    if text and text[-1] not in ".!?…:" and not re.search(r"[/\\]\S*$", text):
+        text += "."
+    return text
+
+
 class GeminiError(Exception):
     """An error with a one-line message and a next step.
 
@@ -20,6 +29,9 @@ class GeminiError(Exception):
     transient = False
 
     def __init__(self, message: str, hint: str = "", *, retry_after: float | None = None):
+        # Whole sentences, so message and hint read as two when joined (a server's own
+        # message often has no full stop: "Fake INTERNAL This is usually temporary").
+        message, hint = sentence(message), sentence(hint)
         super().__init__(message)
         self.message = message
         self.hint = hint

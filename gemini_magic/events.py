@@ -58,6 +58,7 @@ class ToolUpdate:
 @dataclass
 class Notice:
     text: str
+    kind: str = "note"  # or "warning": the answer is not what was asked (see render/notes.py)
 
 
 # -- blocks: what an answer shows, in order -----------------------------------------------
@@ -109,11 +110,16 @@ def retry_line(event: Retrying, attempts: int) -> str:
 
 
 def provenance(answer) -> dict:
-    """Metadata saved with each answer's output."""
-    return {
+    """Metadata saved with each answer's output; a chat's turn too, so the saved
+    notebook holds the conversation (notebook_file.py)."""
+    out = {
         "model": answer.request.model_id,
         "model_version": answer.model_version,
         "finish_reason": answer.finish_reason,
         "usage": answer.usage,
         "interrupted": answer.interrupted,
     }
+    commit = getattr(answer, "commit", None)
+    if commit is not None and commit.turn is not None:
+        out["turn"] = commit.record()
+    return out

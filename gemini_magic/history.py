@@ -7,6 +7,11 @@ signatures included: Gemini 3 rejects a history rebuilt from text).
     chat = conversations.get("story")
     chat.contents(new_user_content)   # what to send
     chat.commit(key, user, answer)    # after a complete answer only
+
+A turn also lives in the notebook: each committed turn is saved with the output that
+shows it, as a record (`turn_record`) holding what is needed to continue (the Contents,
+thought signatures included; never the key), with the key of the turn before it, so a
+new kernel rebuilds the chain from the saved file (notebook_file.py).
 """
 
 from __future__ import annotations
@@ -14,13 +19,16 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from . import client as sdk
 
 FORMAT = "gemini-magic conversation"
+RECORD = "gemini-magic turn"
 # A rough size for an inline image or file part when estimating a history's tokens.
 _BLOB_TOKENS = 258
 
@@ -36,6 +44,31 @@ class Turn:
     # Between the question and the answer: the model's function calls and the tool
     # results sent back, as exchanged (thought signatures included).
     exchange: list = field(default_factory=list)
+    at: str = ""  # when it was committed (UTC, ISO 8601): the newest saved record wins
+    before: str | None = None  # the key of the turn it followed, to chain saved records
+    restored: bool = False  # rebuilt from the saved notebook, not asked in this kernel
+
+    def to_json(self) -> dict:
+        return {
+            "key": self.key,
+            "before": self.before,
+            "at": self.at,
+            "model_id": self.model_id,
+            "usage": self.usage,
+            "trimmed": self.trimmed,
+            "user": self.user.model_dump(mode="json", exclude_none=True),
+            "model": self.model.model_dump(mode="json", exclude_none=True),
+            "exchange": [c.model_dump(mode="json", exclude_none=True) for c in self.exchange],
+        }
+
+    @classmethod
+    def from_json(cls, t: dict, restored: bool = False) -> Turn:
+        Content = sdk.types().Content
+        return cls(key=str(t["key"]), user=Content.model_validate(t["user"]),
+                   model=Content.model_validate(t["model"]), model_id=str(t.get("model_id") or ""),
+                   usage=dict(t.get("usage") or {}), trimmed=bool(t.get("trimmed", False)),
+                   exchange=[Content.model_validate(c) for c in t.get("exchange") or []],
+                   at=str(t.get("at") or ""), before=t.get("before"), restored=restored)
 
     def text(self, side: str) -> str:
         content = self.user if side == "user" else self.model
@@ -57,10 +90,45 @@ class Turn:
 
 @dataclass
 class Commit:
-    """What a commit changed, for the one-line notices the user gets."""
+    """What a commit changed, for the one-line notices the user gets, and the turn
+    made (saved with the output that shows it)."""
 
     replaced: bool = False
-    dropped: int = 0  # later turns dropped because an earlier cell was re-run
+    dropped: int = 0  # later turns dropped because an earlier cell was re-run (restored ones not counted)
+    turn: Turn | None = None
+    conversation: str = ""
+
+    def record(self) -> dict | None:
+        return turn_record(self.conversation, self.turn) if self.turn is not None else None
+
+
+def cell_key(cell_id: str | None, source: str) -> str:
+    """The key of a cell's turn: its id where the frontend sends one (JupyterLab, VS Code),
+    else its source (nbclient, nbval, the terminal)."""
+    if cell_id:
+        return f"cell:{cell_id}"
+    import hashlib
+
+    return "source:" + hashlib.sha256(source.strip().encode()).hexdigest()[:16]
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def turn_record(conversation: str, turn: Turn) -> dict:
+    """A turn as saved in the notebook (an output's metadata): JSON, and never the key,
+    even where a prompt or an answer quoted it."""
+    from .client import find_api_key
+    from .errors import scrub
+
+    record = {"format": RECORD, "version": 1, "conversation": conversation, **turn.to_json()}
+    key = find_api_key()
+    if key:
+        text = json.dumps(record, ensure_ascii=False)
+        if key in text:
+            record = json.loads(scrub(text, key))
+    return record
 
 
 class Conversation:
@@ -72,6 +140,9 @@ class Conversation:
         self.name = name
         self.turns: list[Turn] = []
         self.lock = threading.RLock()
+        self.origin = ""  # the notebook its restored turns came from (notebook_file.py)
+        self.broken = False  # ...where the outputs of its earliest turns were gone
+        self.announced = False  # whether the user was told it continues from the notebook
 
     def reset(self) -> None:
         with self.lock:
@@ -110,17 +181,21 @@ class Conversation:
 
     def commit(self, key: str, user, model, model_id: str = "", usage: dict | None = None,
                exchange: list | None = None, trimmed: list[Turn] = ()) -> Commit:
-        turn = Turn(key, user, model, model_id, usage or {}, exchange=list(exchange or []))
+        turn = Turn(key, user, model, model_id, usage or {}, exchange=list(exchange or []), at=now())
         with self.lock:
             for old in trimmed:
                 old.trimmed = True
             index = self.index_of(key)
+            place = len(self.turns) if index is None else index
+            turn.before = self.turns[place - 1].key if place else None
             if index is None:
                 self.turns.append(turn)
-                return Commit()
-            dropped = len(self.turns) - index - 1
+                return Commit(turn=turn, conversation=self.name)
+            # A re-run after a restart drops restored turns as a re-run always does, but
+            # says nothing of them: "Run All" in a new kernel is not news.
+            dropped = sum(not t.restored for t in self.turns[index + 1:])
             self.turns[index:] = [turn]
-            return Commit(replaced=True, dropped=dropped)
+            return Commit(replaced=True, dropped=dropped, turn=turn, conversation=self.name)
 
     def over_budget(self, key: str, budget: int, incoming: int = 0) -> list[Turn]:
         """The oldest turns to stop sending so that the history cell `key` builds on
@@ -156,18 +231,7 @@ class Conversation:
             "format": FORMAT,
             "version": 1,
             "name": self.name,
-            "turns": [
-                {
-                    "key": t.key,
-                    "model_id": t.model_id,
-                    "usage": t.usage,
-                    "trimmed": t.trimmed,
-                    "user": t.user.model_dump(mode="json", exclude_none=True),
-                    "model": t.model.model_dump(mode="json", exclude_none=True),
-                    "exchange": [c.model_dump(mode="json", exclude_none=True) for c in t.exchange],
-                }
-                for t in self.turns
-            ],
+            "turns": [t.to_json() for t in self.turns],
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -179,14 +243,8 @@ class Conversation:
     def from_json(cls, data: dict, name: str | None = None) -> Conversation:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError("not a gemini-magic conversation file")
-        Content = sdk.types().Content
         conversation = cls(name or data.get("name") or "chat")
-        for t in data.get("turns", []):
-            conversation.turns.append(Turn(
-                key=t["key"], user=Content.model_validate(t["user"]), model=Content.model_validate(t["model"]),
-                model_id=t.get("model_id", ""), usage=t.get("usage", {}), trimmed=t.get("trimmed", False),
-                exchange=[Content.model_validate(c) for c in t.get("exchange", [])],
-            ))
+        conversation.turns = [Turn.from_json(t) for t in data.get("turns", [])]
         return conversation
 
     @classmethod
@@ -217,6 +275,21 @@ class PendingTurn:
                                         answer.usage, answer.exchange, trimmed=self.trimmed)
 
 
+def continuing(conversation: Conversation, key: str) -> str | None:
+    """The note for a request of cell `key` that builds on restored turns, said once per
+    conversation ("Run All" in a new kernel replaces them from the first cell: no note)."""
+    with conversation.lock:
+        used = sum(t.restored for t in conversation.history_for(key))
+    if not used or conversation.announced:
+        return None
+    conversation.announced = True
+    where = Path(conversation.origin).name if conversation.origin.endswith(".ipynb") else conversation.origin
+    text = f"Chat {conversation.name!r} continues from the {used} turn(s) saved in {where or 'the notebook'}"
+    if conversation.broken:
+        text += " (the outputs of earlier turns were cleared, so those are not sent)"
+    return text + "."
+
+
 def begin(conversation: Conversation, key: str, user, budget: int) -> PendingTurn:
     """Start a turn of `conversation` from cell (or widget message) `key`."""
     text = "".join(p.text or "" for p in (user.parts or []))
@@ -224,14 +297,23 @@ def begin(conversation: Conversation, key: str, user, budget: int) -> PendingTur
 
 
 class Conversations(dict):
-    """Every conversation of a shell, by name; made on first use, one object per name."""
+    """Every conversation of a shell, by name; made on first use, one object per name.
+    `restore(conversation)`, when given, fills a conversation on its first use in this
+    kernel (from the saved notebook: notebook_file.py)."""
 
     _lock = threading.Lock()
+
+    def __init__(self, restore: Callable[[Conversation], None] | None = None):
+        super().__init__()
+        self.restore = restore
 
     def get_or_create(self, name: str) -> Conversation:
         with self._lock:
             if name not in self:
-                self[name] = Conversation(name)
+                conversation = Conversation(name)
+                if self.restore is not None:
+                    self.restore(conversation)
+                self[name] = conversation
             return self[name]
 
 

@@ -214,11 +214,14 @@ class Recipe:
             name = self.surroundings.default_chat  # a batch's items are single-turn, whatever the default
         if not name or self.surroundings.conversations is None:
             return None
-        from .history import begin
+        from .history import begin, continuing
 
         chat = self.surroundings.conversations.get_or_create(name)
         budget = self.settings.chat_token_budget
         pending = begin(chat, key or "turn", user, budget)
+        told = continuing(chat, pending.key)
+        if told:
+            notes.append(told)
         if pending.trimmed:
             notes.append(f"Chat {chat.name!r}: the {len(pending.trimmed)} oldest turn(s) are no longer sent, to "
                          f"stay within {budget:,} tokens (GeminiMagics.chat_token_budget).")

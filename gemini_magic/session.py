@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 class Session:
     def __init__(self, settings: Settings | Callable[[], Settings] | None = None,
-                 namespace: Callable[[], dict] | None = None):
+                 namespace: Callable[[], dict] | None = None, restore: Callable[[Any], None] | None = None):
         from .client import Connection
 
         if settings is None:
@@ -41,6 +41,7 @@ class Session:
         self._quota: tuple | None = None
         self._engine = None
         self._conversations = None
+        self._restore = restore  # fills a conversation on first use (the magic's: from the notebook)
         self._uploads = None
         self._lock = threading.RLock()
         self._asks = itertools.count(1)  # each ask() is a turn of its own in a chat
@@ -67,7 +68,7 @@ class Session:
             if self._conversations is None:
                 from .history import Conversations
 
-                self._conversations = Conversations()
+                self._conversations = Conversations(self._restore)
             return self._conversations
 
     @property

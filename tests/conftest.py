@@ -33,6 +33,7 @@ _CLEARED = (
     "GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_CLOUD_PROJECT",
     "GOOGLE_CLOUD_LOCATION", "GOOGLE_VERTEX_BASE_URL",
     "GEMINI_MAGIC_MODE", "GEMINI_MAGIC_RECORDING", "GEMINI_MAGIC_QUOTA", "GEMINI_MAGIC_DATA_DIR",
+    "JPY_SESSION_NAME",  # a test says which notebook file a kernel runs, if any
 )
 # Proxy variables are left as the machine has them: NO_PROXY exempts the local test
 # server, as it would for a user behind a proxy (tests/test_networks.py proves both).

@@ -27,6 +27,15 @@ class Execution:
     def stream_text(self, name: str = "stdout") -> str:
         return "".join(m["content"]["text"] for m in self.of_type("stream") if m["content"]["name"] == name)
 
+    def notes(self, kind: str | None = None) -> str:
+        """The text of gemini-magic's notes (render/notes.py): display outputs, never stderr."""
+        found = []
+        for m in self.of_type("display_data"):
+            note = (m["content"].get("metadata") or {}).get("gemini_magic", {}).get("note")
+            if note and (kind is None or note == kind):
+                found.append(m["content"]["data"]["text/plain"] + "\n")
+        return "".join(found)
+
     @property
     def error(self) -> dict | None:
         errors = self.of_type("error")
@@ -51,9 +60,18 @@ class KernelSession:
         self.client.stop_channels()
         self.manager.shutdown_kernel(now=True)
 
-    def run(self, code: str, timeout: float = 30, on_message=None, check: bool = False) -> Execution:
-        """Run a cell; `on_message(msg)` sees each iopub message as it arrives."""
-        msg_id = self.client.execute(code, store_history=True)
+    def run(self, code: str, timeout: float = 30, on_message=None, check: bool = False,
+            cell_id: str | None = None) -> Execution:
+        """Run a cell; `on_message(msg)` sees each iopub message as it arrives. `cell_id`
+        is sent as JupyterLab and VS Code send it (the request's metadata.cellId)."""
+        if cell_id is None:
+            msg_id = self.client.execute(code, store_history=True)
+        else:
+            content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                       "allow_stdin": False, "stop_on_error": True}
+            msg = self.client.session.msg("execute_request", content, metadata={"cellId": cell_id})
+            self.client.shell_channel.send(msg)
+            msg_id = msg["header"]["msg_id"]
         execution = Execution()
         deadline = time.monotonic() + timeout
         while True:

@@ -11,6 +11,7 @@ import re
 import pytest
 
 from tests.fake_gemini import Reply
+from tests.markup import visible_text
 
 GENERATE = ("generateContent", "streamGenerateContent")
 
@@ -201,10 +202,12 @@ def test_code_execution_in_the_kernel(kern, server):
     server.queue(Reply(parts=CODE_PARTS))
     ex = kern.run("%%gemini --code-exec\nWhat is 1+1? Use code.", check=True)
     html_text = final_bundle(ex)["text/html"]
-    code = html_text.index('<pre><code class="language-python">print(1+1)</code></pre>')
-    output = html_text.index("<em>Output:</em></div><pre><code>2\n</code></pre>")
-    text = html_text.index("<p>The answer is 2.</p>")
-    assert html_text.index("Code Gemini ran") < code < output < text
+    assert '<code class="language-python">' in html_text and 'style="color' in html_text  # highlighted
+    seen = visible_text(html_text)
+    code = seen.index("print(1+1)")
+    output = seen.index("Output:2\n")
+    text = seen.index("The answer is 2.")
+    assert seen.index("Code Gemini ran") < code < output < text
     plain = final_bundle(ex)["text/plain"]
     assert plain.index("print(1+1)") < plain.index("[output]\n2") < plain.index("The answer is 2.")
 
@@ -218,7 +221,7 @@ def test_code_execution_failure_and_hostile_code_are_escaped(kern, server):
     ex = kern.run("%%gemini --code-exec\nrun it", check=True)
     html_text = final_bundle(ex)["text/html"]
     assert "<script" not in html_text and "<b>" not in html_text
-    assert "print(&#x27;&lt;script&gt;x&lt;/script&gt;&#x27;)" in html_text
+    assert "print('<script>x</script>')" in visible_text(html_text)
     assert "Output (OUTCOME_FAILED)" in html_text and "&lt;b&gt;Traceback&lt;/b&gt;" in html_text
 
 
@@ -237,6 +240,6 @@ def test_code_execution_parts_stream_live_in_the_kernel(kern, server):
     ex = kern.run("%%gemini --code-exec\nlive", check=True)
     updates = [_data(m).get("text/html", "") for m in ex.of_type("update_display_data")]
     # The code shows before its output arrives.
-    with_code = [i for i, h in enumerate(updates) if "print(1+1)" in h]
+    with_code = [i for i, h in enumerate(updates) if "print(1+1)" in visible_text(h)]
     with_output = [i for i, h in enumerate(updates) if "<em>Output:</em>" in h]
     assert with_code and with_output and with_code[0] < with_output[0]

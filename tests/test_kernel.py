@@ -79,12 +79,57 @@ def test_usage_footer_and_text_format(kern, server):
     assert "gemini-2.5-flash" in final["text/plain"] and "tokens" in final["text/plain"]
 
 
-def test_code_format_puts_code_in_next_cell(kern, server):
+def test_code_format_without_the_lab_extension_uses_set_next_input_and_claims_nothing(kern, server):
     server.queue(Reply(text="Here:\n```python\nprint('hi')\n```\nDone."))
     ex = kern.run("%%gemini -f code\nwrite code", check=True)
     payloads = [p for p in ex.payload if p.get("source") == "set_next_input"]
-    assert payloads and payloads[0]["text"] == "print('hi')"
-    assert "The code is in a new cell below." in ex.stream_text("stderr")
+    assert payloads and payloads[0]["text"] == "print('hi')" and payloads[0]["replace"] is False
+    # Whether a frontend acts on the payload is unknown (nbclient does not): no claim that it did.
+    assert "cell below" not in ex.notes() + ex.stream_text("stderr") + ex.stream_text("stdout")
+    # The extension, if it is there after all (its answer came late), is told the kernel inserted.
+    insert = ex.outputs[-1]["content"]["metadata"]["gemini_magic"]["insert_code"]
+    assert insert["code"] == "print('hi')" and insert["by_kernel"] is True and insert["key"]
+    assert "print" in _data(ex.outputs[-1])["text/html"] and 'style="color' in _data(ex.outputs[-1])["text/html"]
+
+
+def test_code_format_with_the_lab_extension_lets_it_replace_its_cell(server):
+    """The handshake of js/src/index.ts, played by hand: once the frontend answers the
+    kernel's hello, -f code stops using set_next_input and the output carries the same key
+    on every re-run of the cell, so the extension replaces the cell it inserted."""
+    from tests.kernel import KernelSession
+
+    session = KernelSession(kernel_environment(server.url))
+    session.start()
+    try:
+        opened = []
+        session.run("%load_ext gemini_magic", check=True,
+                    on_message=lambda m: opened.append(m) if m["msg_type"] == "comm_open" else None)
+        assert [m["content"]["target_name"] for m in opened] == ["gemini_magic"]
+        assert opened[0]["content"]["data"] == {"hello": "kernel", "version": 1}
+        client = session.client
+        reply = client.session.msg("comm_msg", {"comm_id": opened[0]["content"]["comm_id"], "data": {
+            "hello": "jupyterlab", "version": 1, "inserts_cells": True}})
+        client.shell_channel.send(reply)
+        session.run("pass", check=True)  # the kernel reads the answer when idle
+        keys = []
+        for code in ("print(1)", "print(2)"):
+            server.queue(Reply(text=f"```python\n{code}\n```"))
+            ex = session.run("%%gemini -f code\nwrite code", check=True)
+            assert not [p for p in ex.payload if p.get("source") == "set_next_input"]
+            [insert] = [m["content"]["metadata"]["gemini_magic"]["insert_code"] for m in ex.of_type("display_data")
+                        if "insert_code" in (m["content"].get("metadata") or {}).get("gemini_magic", {})]
+            assert insert["code"] == code and "by_kernel" not in insert
+            keys.append(insert["key"])
+            assert ex.notes() == "The code is in the cell below.\n"
+        assert keys[0] == keys[1]  # the same cell: the extension replaces, not adds
+        # A failed answer asks for nothing.
+        server.queue(Error.permission())
+        ex = session.run("%%gemini -f code\nwrite code")
+        assert ex.status == "error"
+        assert not any("insert_code" in (m["content"].get("metadata") or {}).get("gemini_magic", {})
+                       for m in ex.of_type("display_data"))
+    finally:
+        session.stop()
 
 
 def test_error_is_short_and_fails_the_cell(kern, server):

@@ -345,7 +345,7 @@ def test_format_code_puts_the_fenced_code_in_the_next_cell(ip, server, next_inpu
     assert next_input == [("def add(a, b):\n    return a + b", False)]
     captured = capsys.readouterr()
     assert "def add(a, b):" in captured.out
-    assert "new cell" in captured.err
+    assert "cell below" not in captured.err  # whether a frontend made the cell is unknown
 
 
 def test_format_code_without_a_fence_uses_the_whole_answer(ip, server, next_input):

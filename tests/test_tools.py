@@ -1114,7 +1114,7 @@ def test_kernel_without_stdin_refuses(kern, server):
     assert "Nobody can approve this call here (StdinNotImplementedError)" in last_response(server)["error"]
 
 
-def test_kernel_max_steps_notice_on_stderr(kern, server):
+def test_kernel_max_steps_notice_is_a_note_not_stderr(kern, server):
     kern.run("kcount = []\ndef tick(n: int) -> int:\n    kcount.append(n)\n    return n\n", check=True)
 
     def respond(request):
@@ -1124,7 +1124,8 @@ def test_kernel_max_steps_notice_on_stderr(kern, server):
 
     server.responder = respond
     ex = kern.run("%%gemini --tools tick --max-steps 2\ntick", check=True)
-    assert "Reached the limit of 2 tool steps" in ex.stream_text("stderr")
+    assert "Reached the limit of 2 tool steps" in ex.notes("warning")
+    assert "Reached the limit" not in ex.stream_text("stderr")
     assert kern.run("print(kcount)", check=True).stream_text().strip() == "[1, 1]"
     final = [m for m in ex.of_type("display_data") if _data(m).get("text/html")][-1]
     assert _data(final)["text/html"].count('<details class="gemini-tool"') == 2

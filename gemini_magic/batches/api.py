@@ -38,6 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import Context, GeminiError, explain
+from ..render.notes import note
 from .local import ItemError
 from .wire import _COUNT, _JOB_ID, _inlined, align, inlined_lines, key_for, request_json, result_lines
 
@@ -379,7 +380,7 @@ class Job:
             ) from exc
         lines, skipped = result_lines(data)
         for number in skipped:
-            print(f"Batch job {self.id}: line {number} of its results is not JSON; skipped.", file=sys.stderr)
+            note(f"Batch job {self.id}: line {number} of its results is not JSON; skipped.", "warning")
         return lines
 
 
@@ -410,7 +411,7 @@ def _collect(job: Job) -> Results:
     except BatchJobError as error:
         if not any(not isinstance(r, ItemError) for r in error.results):
             raise
-        print(f"{error.message} {error.hint}", file=sys.stderr)
+        note(str(error), "warning")
         return error.results
     failed = sum(isinstance(r, ItemError) for r in results)
     print(f"{len(results) - failed} of {len(results)} results"

@@ -3,8 +3,6 @@ keep what the options ask for (`--out`, `-f code`), and fail the cell on an erro
 
 from __future__ import annotations
 
-import sys
-
 from ..errors import GeminiError
 from ..options import Options
 
@@ -15,40 +13,51 @@ def ask(magics, options: Options, line: str, cell: str):
     debug = options.debug or settings.debug
     try:
         recipe = session.recipe(options, "cell", **magics.surroundings())
-        prepared = recipe.prepare(cell, key=magics.turn_key(line, cell))
+        key = magics.turn_key(line, cell)
+        prepared = recipe.prepare(cell, key=key)
     except GeminiError as error:
         raise magics.fail(error, debug) from None
-    for note in prepared.notes:
-        print(note, file=sys.stderr)
-    from ..render import play, renderer_for
+    from ..render import inserts, play, renderer_for
+    from ..render.notes import note
+
+    for text in prepared.notes:
+        note(text, shell=magics.shell)
 
     renderer = renderer_for(magics.shell, fmt=prepared.fmt, footer=bool(options.usage or settings.usage),
                             interval=settings.update_interval)
+    # -f code: the JupyterLab extension, when it answered our hello, puts the code in the
+    # cell below (replacing its own earlier one); without it, IPython's set_next_input.
+    by_kernel = not magics.frontend.inserts_cells
+    if prepared.fmt == "code" and not magics._colab:
+        renderer.insert = (key, by_kernel)
     answer = session.send(prepared)
     play(answer, renderer)
     done = answer.commit
     if done is not None and done.dropped:
-        print(f"Chat {prepared.pending.conversation.name!r}: this cell's earlier turn was replaced, and the "
-              f"{done.dropped} turn(s) after it were dropped.", file=sys.stderr)
+        note(f"Chat {prepared.pending.conversation.name!r}: this cell's earlier turn was replaced, and the "
+             f"{done.dropped} turn(s) after it were dropped.", shell=magics.shell)
     if options.out and (answer.text_parts or answer.parsed is not None or answer.other_parts):
         # A partial answer is stored too: nothing that arrived is lost.
         from ..media import answer_value
 
         magics.shell.user_ns[options.out] = answer_value(answer)
-    if prepared.fmt == "code" and answer.text_parts and answer.error is None:
-        _next_cell(magics, answer.text)
+    if prepared.fmt == "code" and inserts(answer):
+        _next_cell(magics, answer.text, by_kernel)
     if answer.error is not None:
         raise magics.fail(answer.error, debug) from None
     if answer.interrupted:
         raise magics.fail(GeminiError("Interrupted.", "The partial answer above is kept.")) from None
 
 
-def _next_cell(magics, text: str) -> None:
+def _next_cell(magics, text: str, by_kernel: bool) -> None:
     from ..render.markdown import extract_code
+    from ..render.notes import note
 
-    code, _ = extract_code(text)
     if magics._colab:
-        print("Colab cannot insert cells from a kernel: copy the code above.", file=sys.stderr)
-        return
-    magics.shell.set_next_input(code, replace=False)
-    print("The code is in a new cell below.", file=sys.stderr)
+        note("Colab cannot insert cells from a kernel: copy the code above.", shell=magics.shell)
+    elif by_kernel:
+        # Whether the front end acts on the payload is unknown (nbclient, papermill and
+        # nbval ignore it), so nothing claims a cell was made.
+        magics.shell.set_next_input(extract_code(text)[0], replace=False)
+    else:
+        note("The code is in the cell below.", shell=magics.shell)

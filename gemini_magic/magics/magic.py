@@ -17,6 +17,8 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
 from traitlets import Bool, Dict, Enum, Float, Int, List, TraitError, Unicode, default, validate
 
+from ..frontend import Frontend
+from ..history import cell_key
 from ..options import APPROVE_MODES, FORMATS, OPTIONS, SETTING_NAMES, TIERS
 from .failure import CellFailed, failed
 
@@ -107,12 +109,16 @@ class GeminiMagics(Magics):
         from ..session import Session
 
         # Made first: loading %config values during super().__init__ validates them.
-        self.session = Session(settings=self.settings, namespace=lambda: self.shell.user_ns)
+        self.session = Session(settings=self.settings, namespace=lambda: self.shell.user_ns,
+                               restore=self._restore_conversation)
         super().__init__(shell=shell, **kwargs)
         self._cell_key: str | None = None  # the running cell, from the pre_run_cell event
         self._asks_in_cell = 0  # %%gemini calls in the running cell (each its own chat turn)
+        self._cell_ids = False  # whether the frontend sends cell ids (an interactive one does)
+        self._told_no_file = False  # said once: the notebook file cannot be found (magics/restore.py)
         self._last_error = None  # context.LastError of the user's last failing cell
         self.widgets: list = []  # chat widgets and panels made here, closed on unload
+        self.frontend = Frontend()  # what the JupyterLab extension said it can do (frontend.py)
         self.batch_runs: dict = {}  # the last local batch of each cell, for a resume
 
     @default("quota_tier")
@@ -170,6 +176,7 @@ class GeminiMagics(Magics):
             except Exception:  # noqa: BLE001  (a widget already torn down by its frontend)
                 pass
         self.widgets.clear()
+        self.frontend.close()
         self.session.close()
 
     # -- IPython events (registered at load) -------------------------------------------
@@ -179,7 +186,8 @@ class GeminiMagics(Magics):
         # where none is sent (nbclient, the terminal), the cell's source.
         cell_id = getattr(info, "cell_id", None)
         raw = getattr(info, "raw_cell", "") or ""
-        self._cell_key = f"cell:{cell_id}" if cell_id else _source_key(raw)
+        self._cell_key = cell_key(cell_id, raw)
+        self._cell_ids = self._cell_ids or bool(cell_id)
         self._asks_in_cell = 0
 
     def post_run_cell(self, result) -> None:
@@ -254,12 +262,12 @@ class GeminiMagics(Magics):
         """Which turn of a chat this call is: its cell, and its place among the cell's
         %%gemini calls (a cell that asks three times makes three turns)."""
         self._asks_in_cell += 1
-        base = self._cell_key or _source_key(f"%%gemini {line}\n{cell}")
+        base = self._cell_key or cell_key(None, f"%%gemini {line}\n{cell}")
         return base if self._asks_in_cell == 1 else f"{base}#{self._asks_in_cell}"
 
     def batch_key(self, line: str, template: str) -> str:
         """Which cell a batch belongs to, so running it again resumes what it left."""
-        return (self._cell_key or "") + _source_key(f"{line}\n{template}")
+        return (self._cell_key or "") + cell_key(None, f"{line}\n{template}")
 
     def ask_approval(self, call) -> bool:
         """Ask in the cell before a tool runs ("Allow Gemini to run f(...)? [y/N]")."""
@@ -275,15 +283,15 @@ class GeminiMagics(Magics):
         return {"last_error": self.last_error, "ask_approval": self.ask_approval,
                 "progress": upload_progress(self.shell)}
 
+    def _restore_conversation(self, conversation) -> None:
+        """A conversation's first use in this kernel: continue it from the saved notebook."""
+        from .restore import restore
+
+        restore(self, conversation)
+
     def fail(self, error: GeminiError, debug: bool | None = None) -> CellFailed:
         return failed(error, self.debug if debug is None else debug)
 
     @cached_property
     def _colab(self) -> bool:
         return "google.colab" in sys.modules
-
-
-def _source_key(source: str) -> str:
-    import hashlib
-
-    return "source:" + hashlib.sha256(source.strip().encode()).hexdigest()[:16]

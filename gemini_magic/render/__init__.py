@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .notebook import NotebookRenderer
+from .notebook import NotebookRenderer, inserts
 from .terminal import TerminalRenderer
 
 
@@ -28,4 +28,4 @@ def renderer_for(shell, **options):
     return TerminalRenderer(**options)
 
 
-__all__ = ["NotebookRenderer", "TerminalRenderer", "play", "renderer_for"]
+__all__ = ["NotebookRenderer", "TerminalRenderer", "inserts", "play", "renderer_for"]

@@ -13,7 +13,6 @@ sees only the first state of each display compares equal.
 from __future__ import annotations
 
 import html
-import sys
 import time
 
 from ..events import (
@@ -28,9 +27,15 @@ from ..events import (
     usage_line,
 )
 from .bundles import compose
+from .notes import note
 from .throttle import Throttle
 
 _EMPTY = {"text/plain": ""}
+
+
+def inserts(answer) -> bool:
+    """Whether `-f code` puts this answer's code in a cell: only a whole answer."""
+    return bool(answer.text_parts) and answer.error is None and not answer.interrupted
 
 
 class NotebookRenderer:
@@ -42,6 +47,7 @@ class NotebookRenderer:
         self.clock = clock
         self.handle = None
         self.updates = 0
+        self.insert = None  # -f code: (key, by_kernel) for the JupyterLab extension (frontend.py)
         self._throttle = Throttle(interval, clock)
 
     def start(self, answer) -> None:
@@ -73,11 +79,11 @@ class NotebookRenderer:
         elif isinstance(event, (ToolUpdate, OtherPart)):
             self._throttle.now(self._show_live)
         elif isinstance(event, Notice):
-            print(event.text, file=sys.stderr)
+            note(event.text, event.kind)
         elif isinstance(event, Retrying):
-            # A lasting line, not a placeholder update: the saved notebook shows that
-            # the answer needed a retry, and replay prints the same line.
-            print(retry_line(event, self.answer.engine.retry.attempts), file=sys.stderr)
+            # A lasting note, not a placeholder update: the saved notebook shows that
+            # the answer needed a retry, and replay shows the same note.
+            note(retry_line(event, self.answer.engine.retry.attempts))
 
     def waiting(self, wait) -> None:
         """A countdown while a request waits for a rate-limit slot (the placeholder
@@ -92,7 +98,14 @@ class NotebookRenderer:
             self.handle.update(_EMPTY, raw=True)
         if answer.blocks:
             footer = usage_line(answer) if self.footer else ""
-            display(compose(answer, self.fmt, footer), raw=True, metadata={"gemini_magic": provenance(answer)})
+            metadata = provenance(answer)
+            if self.insert is not None and inserts(answer):
+                from ..frontend import insert_metadata
+                from .markdown import extract_code
+
+                key, by_kernel = self.insert
+                metadata |= insert_metadata(key, extract_code(answer.text)[0], by_kernel)
+            display(compose(answer, self.fmt, footer), raw=True, metadata={"gemini_magic": metadata})
         notice = answer.notice()
         if notice:
-            print(notice, file=sys.stderr)
+            note(notice, "warning")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from ...errors import GeminiError
 
 
@@ -32,7 +30,10 @@ def over(magics, options, template: str):
         raise magics.fail(error, options.debug) from None
     if run is not None:
         magics.batch_runs[key] = run
-        print(summary(run, usage=bool(options.usage or magics.usage)), file=sys.stderr)
+        from ...render.notes import note
+
+        note(summary(run, usage=bool(options.usage or magics.usage)),
+             "warning" if run.errors or run.interrupted else "note", shell=magics.shell)
     if options.out:
         magics.shell.user_ns[options.out] = results
         return None

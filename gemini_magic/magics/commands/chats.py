@@ -69,6 +69,9 @@ def load(magics, args) -> None:
     from ...history import Conversation
 
     name, path = args
+    if path.lower().endswith(".ipynb"):
+        _load_notebook(magics, name, path)
+        return
     try:
         loaded = Conversation.load(path, name)
     except FileNotFoundError:
@@ -77,3 +80,25 @@ def load(magics, args) -> None:
         raise GeminiError(f"{path} is not a saved conversation ({exc}).",
                           "Use a file written by %gemini save.") from None
     magics.conversations.get_or_create(name).replace_turns(loaded.turns)
+
+
+def _load_notebook(magics, name: str, path: str) -> None:
+    """The conversation NAME as saved in a notebook's outputs (notebook_file.py)."""
+    from ...notebook_file import read, records, saved_turns
+
+    try:
+        notebook, origin = read(path=path)
+    except FileNotFoundError:
+        raise GeminiError(f"No such file: {path}.", "Check the path.") from None
+    except (OSError, ValueError) as exc:
+        raise GeminiError(f"{path} could not be read as a notebook ({exc}).", "Check the path.") from None
+    saved = saved_turns(notebook, name, magics._cell_ids)
+    if not saved.turns:
+        found = sorted({r["conversation"] for r, _ in records(notebook) if isinstance(r.get("conversation"), str)})
+        raise GeminiError(f"{path} holds no saved turns of chat {name!r}.",
+                          f"Chats saved there: {', '.join(found)}." if found else
+                          "Its outputs hold no chat turns: run its chat cells, then save it.")
+    conversation = magics.conversations.get_or_create(name)
+    conversation.replace_turns(saved.turns)
+    conversation.origin, conversation.broken, conversation.announced = origin, saved.broken, False
+
