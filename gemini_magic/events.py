@@ -99,8 +99,23 @@ def usage_line(answer) -> str:
             tokens += f", {usage['thinking_tokens']} thinking"
         parts.append(tokens + " tokens")
     if answer.finish_reason:
-        parts.append(answer.finish_reason.lower())
+        parts.append(finish_words(answer.finish_reason))
     return " · ".join(parts)
+
+
+# Why an answer ended, as a reader would say it (the API's enum otherwise).
+FINISH_WORDS = {
+    "STOP": "complete", "MAX_TOKENS": "cut at the token limit", "SAFETY": "stopped by safety filters",
+    "RECITATION": "stopped for recitation", "LANGUAGE": "stopped: unsupported language",
+    "BLOCKLIST": "stopped: blocked term", "PROHIBITED_CONTENT": "stopped: prohibited content",
+    "SPII": "stopped: personal information", "MALFORMED_FUNCTION_CALL": "malformed function call",
+    "IMAGE_SAFETY": "image stopped by safety filters", "UNEXPECTED_TOOL_CALL": "unexpected tool call",
+    "TOO_MANY_TOOL_CALLS": "too many tool calls", "OTHER": "stopped for another reason",
+}
+
+
+def finish_words(reason: str) -> str:
+    return FINISH_WORDS.get(reason, reason.lower().replace("_", " "))
 
 
 def retry_line(event: Retrying, attempts: int) -> str:

@@ -552,7 +552,7 @@ def test_parallel_calls_are_answered_in_order(ip, server, capsys, stream):
     # The terminal prints one line per call, in order, and the answer.
     out = capsys.readouterr().out
     lines = [re.sub(r" in \d+ ms", "", line) for line in out.splitlines() if "square(" in line]
-    assert lines == ["✓ square(n=3): done: 9", "✓ square(n=1): done: 1", "✓ square(n=2): done: 4"]
+    assert lines == ["✓ square(n=3): done; result: 9", "✓ square(n=1): done; result: 1", "✓ square(n=2): done; result: 4"]
     assert "9, 1 and 4." in out
 
 
@@ -920,7 +920,7 @@ def test_usage_is_summed_over_steps(ip, server, capsys):
     )
     ok(ip, "%%gemini --tools lookup --usage\nParis?")
     out = capsys.readouterr().out
-    assert "[gemini-2.5-flash · 40 in, 12 out tokens · stop]" in out
+    assert "[gemini-2.5-flash · 40 in, 12 out tokens · complete]" in out
 
 
 def test_usage_is_summed_in_a_chat_turn(ip, server):
@@ -1130,3 +1130,45 @@ def test_kernel_max_steps_notice_is_a_note_not_stderr(kern, server):
     final = [m for m in ex.of_type("display_data") if _data(m).get("text/html")][-1]
     assert _data(final)["text/html"].count('<details class="gemini-tool"') == 2
     assert "Enough." in _data(final)["text/plain"]
+
+
+# -- tool cards: labelled, and a duration only where it means something -------------------
+
+
+def _card(status="ok", seconds=0.002, args=None, shown="21 °C", error=""):
+    from gemini_magic.tools import ToolCall
+
+    return ToolCall("c1", "weather", {"city": "Paris", "days": 2} if args is None else args, status=status,
+                    shown=shown, error=error, seconds=seconds)
+
+
+def test_a_card_labels_each_argument_and_the_result():
+    from gemini_magic.render.tools import card_html, card_text
+    from tests.markup import visible_text
+
+    html_text = card_html(_card())
+    seen = visible_text(html_text)
+    assert "arguments" in seen and "city\"Paris\"" in seen and "days2" in seen
+    assert "result21 °C" in seen
+    assert card_text(_card()) == '✓ weather(city="Paris", days=2): done; result: 21 °C'
+    failed = visible_text(card_html(_card(status="error", shown="", error="KeyError: 'x'")))
+    assert "errorKeyError: 'x'" in failed
+    assert "none" in visible_text(card_html(_card(args={})))
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(0.0004, ""), (0.3, ""), (0.5, " in 0.5 s"), (12.34, " in 12.3 s")])
+def test_a_quick_tool_shows_no_time_and_a_slow_one_does(seconds, shown):
+    from gemini_magic.render.tools import card_html, card_text
+
+    assert f'gemini-tool-status">done{shown}</span>' in card_html(_card(seconds=seconds))
+    assert f": done{shown};" in card_text(_card(seconds=seconds))
+    assert " ms" not in card_html(_card(seconds=seconds))
+
+
+@pytest.mark.parametrize(("reason", "words"), [("STOP", "complete"), ("MAX_TOKENS", "cut at the token limit"),
+                                               ("SAFETY", "stopped by safety filters"),
+                                               ("SOMETHING_NEW", "something new")])
+def test_finish_reasons_are_said_in_words(reason, words):
+    from gemini_magic.events import finish_words
+
+    assert finish_words(reason) == words

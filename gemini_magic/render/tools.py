@@ -27,23 +27,37 @@ def call_signature(call, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# A tool that took less than this was quick, and its time is noise ("done in 0 ms").
+SLOW = 0.5
+
+
 def _duration(call) -> str:
-    if call.status not in ("ok", "error"):
+    if call.status not in ("ok", "error") or call.seconds < SLOW:
         return ""
-    return f" in {call.seconds * 1000:.0f} ms" if call.seconds < 1 else f" in {call.seconds:.1f} s"
+    return f" in {call.seconds:.1f} s"
+
+
+def _result_label(call) -> str:
+    return "result" if call.status == "ok" else "error" if call.status == "error" else "why"
+
+
+_LABEL = 'style="opacity:0.7;font-size:smaller;margin-top:4px"'
+_PRE = 'style="white-space:pre-wrap;margin:2px 0 4px"'
 
 
 def card_html(call) -> str:
     icon, label = _STATUS.get(call.status, ("", call.status))
     body = call.shown if call.status == "ok" else (call.error or "")
-    details = ""
-    if body:
-        details = f"<pre style=\"white-space:pre-wrap;margin:4px 0\">{html.escape(body)}</pre>"
-    arguments = html.escape(json.dumps(call.args or {}, ensure_ascii=False, indent=1))
+    rows = "".join(f"<tr><th style=\"text-align:left;padding-right:8px;font-weight:normal\"><code>"
+                   f"{html.escape(str(name))}</code></th><td><code>"
+                   f"{html.escape(json.dumps(value, ensure_ascii=False))}</code></td></tr>"
+                   for name, value in (call.args or {}).items())
+    arguments = f"<table>{rows}</table>" if rows else "<div><em>none</em></div>"
+    details = f"<div {_LABEL}>{_result_label(call)}</div><pre {_PRE}>{html.escape(str(body))}</pre>" if body else ""
     summary = (f"{icon} <code>{html.escape(call_signature(call))}</code> "
                f"<span class=\"gemini-tool-status\">{html.escape(label)}{_duration(call)}</span>")
     return (f'<details class="gemini-tool" style="border-left:3px solid #888;padding-left:6px;margin:4px 0">'
-            f"<summary>{summary}</summary><div>arguments:<pre>{arguments}</pre>{details}</div></details>\n")
+            f"<summary>{summary}</summary><div {_LABEL}>arguments</div>{arguments}{details}</details>\n")
 
 
 def card_text(call) -> str:
@@ -52,7 +66,8 @@ def card_text(call) -> str:
     line = f"{icon} {call_signature(call)}: {label}{_duration(call)}"
     if body:
         short = " ".join(str(body).split())
-        line += ": " + (short if len(short) <= 120 else short[:119] + "…")
+        # "done; result: 21" but "raised an error: KeyError ..." (the status says what follows).
+        line += ("; result: " if call.status == "ok" else ": ") + (short if len(short) <= 120 else short[:119] + "…")
     return line
 
 
