@@ -64,6 +64,8 @@ class Answer:
         self._cancel = Cancel()  # interrupt() from any thread closes this answer's responses
         self._when_done: list[Callable[[Answer], None]] = []
         self.commit = None  # a chat turn's history.Commit, once kept
+        self.service_tier: str | None = None  # as the server says it served (X-Gemini-Service-Tier)
+        self.cost = None  # costs.Cost of the steps so far; None without a price for the model
 
     # The text is joined on demand: appending to a list keeps the hot path cheap.
     @property
@@ -81,6 +83,16 @@ class Answer:
             return self._step_usage
         return {k: self._done_usage.get(k, 0) + self._step_usage.get(k, 0)
                 for k in self._done_usage.keys() | self._step_usage.keys()}
+
+    @property
+    def tier(self) -> str | None:
+        """The service tier: the one that served the answer, else the one asked for."""
+        return self.service_tier or self.request.config.get("service_tier")
+
+    @property
+    def free(self) -> bool:
+        """Whether this key is on the free tier (it pays nothing), once that is known."""
+        return self.engine.free_tier(self.request.model_id)
 
     def __iter__(self) -> Iterator[Any]:
         if self.done:
@@ -229,7 +241,9 @@ class Answer:
             try:
                 for response in self._responses(contents, tools_allowed):
                     yield from absorb(self, response)
-                self.engine.count(self.request.model_id, self._step_usage)
+                step_cost = self.engine.count(self.request.model_id, self._step_usage, self.tier)
+                if step_cost is not None:
+                    self.cost = step_cost if self.cost is None else self.cost + step_cost
                 for problem in self.engine.problems():
                     yield Notice(problem)
                 if self.error is not None:

@@ -74,6 +74,7 @@ class Engine:
         self.sleep = sleep
         self._model_ids: list[str] | None = None
         self._told: set[str] = set()  # problems already reported (see problems())
+        self.prices: dict = {}  # GeminiMagics.prices: models added to, or overriding, prices.json
 
     def send(self, request: Request) -> Answer:
         return Answer(self, request)
@@ -82,11 +83,29 @@ class Engine:
         transport = self.connection._transport
         return transport is not None and transport.last_was_replayed
 
-    def count(self, model: str, usage: dict) -> None:
-        """Usage of a request that really went out (a replayed one cost nothing)."""
+    def count(self, model: str, usage: dict, service_tier: str | None = None):
+        """Usage of one request that went out: its cost (costs.Cost, None without a price),
+        kept in the usage store with its tokens (a replayed one cost nothing today)."""
+        from .costs import cost_of
+
+        cost = cost_of(usage, model, service_tier=service_tier, overrides=self.prices)
         store = self.connection.usage
         if store is not None and not self.replaying():
-            store.add(model, usage)
+            free = self.free_tier(model)
+            store.add(model, {**usage, "cost_micros": 0 if free or cost is None else round(cost.total * 1e6)})
+        return cost
+
+    def free_tier(self, model: str) -> bool:
+        """Whether requests to `model` are free: the user chose the free tier, or Google
+        said so in a 429 (learned limits name the tier)."""
+        limiter = self.connection.limiter
+        if limiter is None:
+            return False
+        if limiter.tier == "free":
+            return True
+        learned = getattr(limiter, "learned", None)
+        stated = learned.for_model(model) if learned is not None else []
+        return any(s.tier == "free" for s in stated) and not any(s.tier == "paid" for s in stated)
 
     def problems(self) -> list[str]:
         """What went wrong keeping usage or learned limits (a damaged or unwritable

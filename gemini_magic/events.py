@@ -91,13 +91,27 @@ class PartBlock:
 
 
 def usage_line(answer) -> str:
+    """The --usage footer: model, tokens (cached input among them), cost, service tier
+    when not standard, and why the answer ended."""
     usage = answer.usage
     parts = [answer.model_version or answer.request.model_id]
     if usage:
-        tokens = f"{usage.get('prompt_tokens', 0)} in, {usage.get('output_tokens', 0)} out"
+        tokens = f"{usage.get('prompt_tokens', 0):,} in"
+        if usage.get("cached_tokens"):
+            tokens += f" ({usage['cached_tokens']:,} cached)"
+        tokens += f", {usage.get('output_tokens', 0):,} out"
         if usage.get("thinking_tokens"):
-            tokens += f", {usage['thinking_tokens']} thinking"
+            tokens += f", {usage['thinking_tokens']:,} thinking"
         parts.append(tokens + " tokens")
+        from .costs import cost_words
+
+        parts.append(cost_words(answer.cost, free=answer.free))
+    tier = answer.tier
+    if tier and tier.lower() not in ("standard", "unspecified"):
+        parts.append(f"{tier.lower()} tier")
+    resolution = answer.request.config.get("media_resolution")
+    if resolution:
+        parts.append(f"media {str(resolution).removeprefix('MEDIA_RESOLUTION_').lower()}")
     if answer.finish_reason:
         parts.append(finish_words(answer.finish_reason))
     return " · ".join(parts)

@@ -17,6 +17,8 @@ FORMATS = ("markdown", "text", "code", "json")
 APPROVE_MODES = ("auto", "ask", "never")
 THINKING_LEVELS = ("minimal", "low", "medium", "high")
 TIERS = ("auto", "free", "paid", "off")  # quota tiers (transport/limits.py)
+SERVICE_TIERS = ("standard", "flex", "priority")  # how a request is served and priced (costs.py)
+MEDIA_RESOLUTIONS = ("low", "medium", "high")  # tokens per image/page/frame; a part may also say ultra_high
 FRONT_ENDS = ("cell", "batch", "batch-api", "widget", "ask")
 # The settings (settings.py's fields), named here so that the magic can check them when
 # set without importing settings.py at load; a test keeps the two in step.
@@ -25,7 +27,7 @@ SETTING_NAMES = (
     "stream", "interpolate", "usage", "debug", "base_url", "api_version", "timeout", "vertexai", "project",
     "location", "proxy", "ca_bundle", "retry_attempts", "retry_max_wait", "update_interval", "max_image_side",
     "quota_tier", "rate_limits", "shared_rpm", "track_usage", "approve", "max_steps", "chat_token_budget",
-    "summary_chars", "summary_items", "summary_rows",
+    "summary_chars", "summary_items", "summary_rows", "service_tier", "media_resolution", "prices", "cache_ttl",
 )
 
 
@@ -87,13 +89,19 @@ OPTIONS: tuple[Option, ...] = (
          help="Attach a summary of VAR (a DataFrame, function, ...) to the prompt (repeatable)."),
     _opt("error", "--error", action="store_true",
          help="Send the last error, its traceback and cell, asking for an explanation and a fix."),
-    _opt("usage", "--usage", action="store_const", const=True, help="Add a footer with model and token usage."),
+    _opt("usage", "--usage", action="store_const", const=True,
+         help="Add a footer with model, tokens, cost and finish reason."),
+    _opt("service_tier", "--service-tier", choices=SERVICE_TIERS,
+         help="standard (default), flex (half price, slower, may be shed) or priority (dearer, fastest)."),
+    _opt("media_resolution", "--media-resolution", choices=MEDIA_RESOLUTIONS,
+         help="Tokens spent per image, PDF page or video frame; one attachment: --image high:FILE."),
     _opt("debug", "--debug", action="store_const", const=True, help="Show full tracebacks for errors."),
 )
 
 # What each front end cannot do, and why: an option given there is refused with this.
 _DISPLAY = "it is a display option of a cell; the Python API returns the Answer for you to show"
 _OVER_ONLY = "it goes with --over VAR"
+_CREATE_ONLY = "it goes with --cache-create NAME"
 REFUSED: dict[str, dict[str, str]] = {
     "cell": {"column": _OVER_ONLY, "batch_api": _OVER_ONLY, "concurrency": _OVER_ONLY},
     "batch": {
@@ -137,6 +145,7 @@ REFUSED["batch-api"] = {
     "max_steps": "a Batch API job runs on Google's side and cannot call notebook functions",
     "concurrency": "a Batch API job runs on Google's side, not in requests from here",
     "usage": "a Batch API job's usage is billed with the job",
+    "service_tier": "a Batch API job is billed at the batch price, half the standard one",
 }
 
 
@@ -204,6 +213,12 @@ def _make_options():
         error: bool = False
         usage: bool | None = None
         debug: bool | None = None
+        dry_run: bool = False
+        service_tier: str | None = None
+        media_resolution: str | None = None
+        cache: str | None = None  # a context cache's name (caches.py)
+        cache_create: str | None = None
+        ttl: str | None = None
 
         def given(self) -> dict[str, Any]:
             """The options set to something other than their default."""

@@ -19,6 +19,9 @@ def absorb(self, response) -> Iterator[Any]:
     if response.usage_metadata is not None:
         # A step's latest chunk has its usage so far; finished steps add up.
         self._step_usage = usage_dict(response.usage_metadata)
+    tier = _header(response, "x-gemini-service-tier")
+    if tier:
+        self.service_tier = tier.lower()  # the tier that served it (priority can fall back)
     candidates = response.candidates or []
     if not candidates:
         feedback = response.prompt_feedback
@@ -130,10 +133,28 @@ def _enum_name(value) -> str:
 
 
 def usage_dict(metadata) -> dict:
+    """Token counts as numbers (they add up over a tool loop's steps). `cached_tokens` are
+    part of `prompt_tokens` (Gemini counts them in both); audio is priced apart."""
     fields = {
         "prompt_tokens": metadata.prompt_token_count,
         "output_tokens": metadata.candidates_token_count,
         "thinking_tokens": metadata.thoughts_token_count,
         "total_tokens": metadata.total_token_count,
+        "cached_tokens": metadata.cached_content_token_count,
+        "tool_prompt_tokens": metadata.tool_use_prompt_token_count,
+        "prompt_audio_tokens": _modality(metadata.prompt_tokens_details, "AUDIO"),
+        "cached_audio_tokens": _modality(metadata.cache_tokens_details, "AUDIO"),
     }
-    return {k: v for k, v in fields.items() if v is not None}
+    return {k: v for k, v in fields.items() if v}
+
+
+def _modality(details, name: str) -> int:
+    return sum(d.token_count or 0 for d in details or () if _enum_name(d.modality) == name)
+
+
+def _header(response, name: str) -> str | None:
+    headers = getattr(getattr(response, "sdk_http_response", None), "headers", None) or {}
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None

@@ -257,6 +257,12 @@ def _generation_config(options: Options, settings: Settings, namespace: dict) ->
             raise OptionError(f"--{exc}", "See %%gemini? for the options.") from None
         if options.thoughts:
             values["thinking_config"]["include_thoughts"] = True
+    tier = _pick(options.service_tier, settings.service_tier)
+    if tier:
+        values["service_tier"] = tier
+    resolution = _pick(options.media_resolution, settings.media_resolution)
+    if resolution:
+        values["media_resolution"] = "MEDIA_RESOLUTION_" + resolution.upper()
     return {k: v for k, v in values.items() if v is not None}
 
 

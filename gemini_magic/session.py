@@ -93,6 +93,7 @@ class Session:
             from .engine import RetryPolicy
 
             self._engine.retry = RetryPolicy(attempts=settings.retry_attempts, max_wait=settings.retry_max_wait)
+            self._engine.prices = dict(settings.prices)
             quota = (settings.quota_tier, repr(sorted(settings.rate_limits.items())), settings.shared_rpm,
                      settings.track_usage)
             if quota != self._quota:

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .options import APPROVE_MODES, FORMATS, THINKING_LEVELS, TIERS
+from .options import APPROVE_MODES, FORMATS, MEDIA_RESOLUTIONS, SERVICE_TIERS, THINKING_LEVELS, TIERS
 
 
 class SettingError(ValueError):
@@ -62,6 +62,10 @@ class Settings:
     summary_chars: int = 4000
     summary_items: int = 50
     summary_rows: int = 5
+    service_tier: str | None = None
+    media_resolution: str | None = None
+    prices: dict = field(default_factory=dict)
+    cache_ttl: str = "1h"
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
@@ -206,7 +210,35 @@ _CHECKS = {
     "summary_chars": lambda v: _number("summary_chars", v, 1, integer=True, optional=False),
     "summary_items": lambda v: _number("summary_items", v, 1, integer=True, optional=False),
     "summary_rows": lambda v: _number("summary_rows", v, 1, integer=True, optional=False),
+    "service_tier": lambda v: None if v is None else _choice("service_tier", v, SERVICE_TIERS),
+    "media_resolution": lambda v: None if v is None else _choice("media_resolution", v, MEDIA_RESOLUTIONS),
+    "prices": lambda v: _prices(v),
+    "cache_ttl": lambda v: (seconds_of("cache_ttl", v), v)[1],
 }
+
+
+def _prices(value: Any) -> dict:
+    from .costs import check_prices
+
+    try:
+        return check_prices(value)
+    except ValueError as exc:
+        raise SettingError(f"prices: {exc}.") from None
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def seconds_of(name: str, value: Any) -> int:
+    """A duration such as 90s, 30m, 2h, 1d (or a number of seconds) in seconds."""
+    text = str(value).strip().lower()
+    try:
+        seconds = float(text[:-1]) * _UNITS[text[-1]] if text and text[-1] in _UNITS else float(text)
+    except ValueError:
+        raise SettingError(f"{name} takes a duration such as 30m, 2h or 1d, not {value!r}.") from None
+    if seconds < 1:
+        raise SettingError(f"{name} must be at least a second, not {value!r}.")
+    return int(seconds)
 for _name in ("stream", "interpolate", "usage", "debug", "track_usage"):
     _CHECKS[_name] = lambda v, name=_name: _flag(name, v)
 

@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 DATA_DIR_VARIABLE = "GEMINI_MAGIC_DATA_DIR"
-COUNTERS = ("requests", "prompt_tokens", "output_tokens", "thinking_tokens")
+# cost_micros: the requests' cost in millionths of a US dollar, as priced when they were
+# made (costs.py), so a later price change does not rewrite what was spent.
+COUNTERS = ("requests", "prompt_tokens", "output_tokens", "thinking_tokens", "cached_tokens", "cost_micros")
 # Counts saved before they were kept per account (gemini-magic 0.1).
 LEGACY_ACCOUNT = "(before accounts were counted apart)"
 
@@ -141,8 +143,9 @@ class UsageStore:
                 for m in sorted(models)}
 
 
-def usage_table(store: UsageStore, limiter=None) -> str:
-    """Today's usage per model of the store's account, with the daily limits known."""
+def usage_table(store: UsageStore, limiter=None, free=None) -> str:
+    """Today's usage per model of the store's account, with its cost and the daily limits
+    known; `free(model)` says whether a model's requests were free (the free tier)."""
     from .transport.learned import account_label
 
     today = store.day()
@@ -151,17 +154,30 @@ def usage_table(store: UsageStore, limiter=None) -> str:
     if not today:
         lines.append(f"No requests counted today ({store.today()}, Pacific time) at {where}.")
     else:
-        rows = [("model", "requests", "prompt", "output", "thinking", "daily limit")]
+        from .costs import money, price_for, where_from
+
+        rows = [("model", "requests", "prompt", "(cached)", "output", "thinking", "cost", "daily limit")]
+        unpriced = False
         for model, counts in today.items():
+            c = {name: counts.get(name, 0) for name in COUNTERS}
             limit = limiter.daily_limits(model) if limiter is not None else ""
-            rows.append((model, f"{counts['requests']:,}", f"{counts['prompt_tokens']:,}",
-                         f"{counts['output_tokens']:,}", f"{counts['thinking_tokens']:,}", limit or "-"))
+            if free is not None and free(model):
+                cost = "free tier"
+            elif price_for(model) is None and not c["cost_micros"]:
+                cost, unpriced = "no price", True
+            else:
+                cost = money(c["cost_micros"] / 1e6)
+            rows.append((model, f"{c['requests']:,}", f"{c['prompt_tokens']:,}", f"{c['cached_tokens']:,}",
+                         f"{c['output_tokens']:,}", f"{c['thinking_tokens']:,}", cost, limit or "-"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        table = ["  ".join(cell.ljust(w) if i in (0, 5) else cell.rjust(w)
+        table = ["  ".join(cell.ljust(w) if i in (0, 7) else cell.rjust(w)
                            for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
                  for row in rows]
         lines.append(f"Usage on {store.today()} at {where} (Pacific time; daily quotas reset at midnight there)")
         lines += table
+        lines.append(f"Cost at paid-tier prices as priced when asked ({where_from()}); cached input is part of "
+                     "prompt." + (" A model with no price: add it with %config GeminiMagics.prices." if unpriced
+                                  else ""))
     if limiter is not None:
         lines += limiter.describe_limits()
     return "\n".join(lines)

@@ -185,6 +185,10 @@ def config_is(path: tuple, value) -> Callable[[Run], None]:
     return lambda run: _all(run, lambda r: gen(r, *path) == value, f"generationConfig.{'.'.join(path)} == {value!r}")
 
 
+def check_service_tier(run):
+    _all(run, lambda r: _k(r.body, "serviceTier") == "flex", "serviceTier flex")
+
+
 def check_system(run):
     _all(run, lambda r: r.system_texts() == ["Be brief."], "the system instruction")
 
@@ -428,6 +432,8 @@ CASES = [
     Case("error", True, check_error, setup=failing_cell),
     Case("usage", True, check_usage),
     Case("debug", True, check_debug, setup=error_answer, fails=True),
+    Case("service_tier", "flex", check_service_tier),
+    Case("media_resolution", "low", config_is(("mediaResolution",), "MEDIA_RESOLUTION_LOW")),
 ]
 
 

@@ -295,7 +295,9 @@ def test_usage_is_counted_per_endpoint_and_survives_a_restart(ip, server, capsys
                  Reply(text="four", usage=usage_metadata(4, 1)))
     ask(ip, "first")
     ask(ip, "second", "--no-stream")
-    expected = {"requests": 2, "prompt_tokens": 15, "output_tokens": 4, "thinking_tokens": 5}
+    # 15 in at $0.30, 4 + 5 out and thinking at $2.50 per 1M tokens: 27 millionths of a dollar.
+    expected = {"requests": 2, "prompt_tokens": 15, "output_tokens": 4, "thinking_tokens": 5, "cached_tokens": 0,
+                "cost_micros": round(15 * 0.3 + 9 * 2.5)}
     assert usage_here(server).day() == {FLASH: expected}  # a new kernel reads the same counts
     # The test server is not Google: nothing counts against Google's quota.
     assert UsageStore(account=account_id(None, TEST_KEY)).day() == {}
@@ -306,7 +308,7 @@ def test_usage_is_counted_per_endpoint_and_survives_a_restart(ip, server, capsys
     out = capsys.readouterr().out
     assert f"at {server.url.split('://')[1]} (key " in out.splitlines()[0]
     flash = next(line for line in out.splitlines() if line.startswith(FLASH))
-    assert flash.split()[:5] == [FLASH, "2", "15", "4", "5"]
+    assert flash.split()[:7] == [FLASH, "2", "15", "0", "4", "5", "$0.000027"]
     assert "Quota tier: auto" in out
 
 

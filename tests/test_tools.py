@@ -920,7 +920,8 @@ def test_usage_is_summed_over_steps(ip, server, capsys):
     )
     ok(ip, "%%gemini --tools lookup --usage\nParis?")
     out = capsys.readouterr().out
-    assert "[gemini-2.5-flash · 40 in, 12 out tokens · complete]" in out
+    # 40 in at $0.30 and 12 out at $2.50 per 1M tokens, both steps priced.
+    assert "[gemini-2.5-flash · 40 in, 12 out tokens · $0.000042 · complete]" in out
 
 
 def test_usage_is_summed_in_a_chat_turn(ip, server):

@@ -33,7 +33,8 @@ def test_each_account_counts_apart(tmp_path):
     google, local = store_for(path), store_for(path, LOCAL)
     google.add(FLASH, {"prompt_tokens": 10})
     local.add(FLASH, {"prompt_tokens": 5}, requests=40)
-    assert google.day() == {FLASH: {"requests": 1, "prompt_tokens": 10, "output_tokens": 0, "thinking_tokens": 0}}
+    assert google.day() == {FLASH: {"requests": 1, "prompt_tokens": 10, "output_tokens": 0, "thinking_tokens": 0,
+                                    "cached_tokens": 0, "cost_micros": 0}}
     assert local.day()[FLASH]["requests"] == 40
     saved = json.loads(path.read_text())
     assert saved["version"] == 2 and set(saved["accounts"]) == {GOOGLE, LOCAL}

@@ -19,7 +19,7 @@ from traitlets import Bool, Dict, Enum, Float, Int, List, TraitError, Unicode, d
 
 from ..frontend import Frontend
 from ..history import cell_key
-from ..options import APPROVE_MODES, FORMATS, OPTIONS, SETTING_NAMES, TIERS
+from ..options import APPROVE_MODES, FORMATS, MEDIA_RESOLUTIONS, OPTIONS, SERVICE_TIERS, SETTING_NAMES, TIERS
 from .failure import CellFailed, failed
 
 if TYPE_CHECKING:
@@ -104,6 +104,16 @@ class GeminiMagics(Magics):
     summary_chars = Int(4000, help="Longest text one interpolated value may become.").tag(config=True)
     summary_items = Int(50, help="List/dict items and DataFrame columns shown of a value.").tag(config=True)
     summary_rows = Int(5, help="DataFrame/Series rows shown of a value.").tag(config=True)
+    service_tier = Enum(SERVICE_TIERS, None, allow_none=True,
+                        help="Service tier of requests: standard, flex (half price, slower) or priority (dearer, "
+                             "fastest); None: the API's default (--service-tier).").tag(config=True)
+    media_resolution = Enum(MEDIA_RESOLUTIONS, None, allow_none=True,
+                            help="Tokens spent per image, PDF page or video frame: low, medium or high; None: the "
+                                 "model's default (--media-resolution).").tag(config=True)
+    prices = Dict(help="Prices to add or override, USD per 1M tokens, by model, e.g. {'my-model': {'input': 0.3, "
+                       "'output': 2.5, 'cached_input': 0.03}} (costs.py; prices.json ships with the package).").tag(
+        config=True)
+    cache_ttl = Unicode("1h", help="How long a context cache lives unless --ttl says (30m, 2h, 1d).").tag(config=True)
 
     def __init__(self, shell=None, **kwargs):
         from ..session import Session

@@ -173,6 +173,10 @@ def to_part(
     return uploads.part_for(media.data, media.mime_type, client, progress, display_name=media.name)
 
 
+# Per attachment (Part.media_resolution): the request-wide levels, and ultra_high (Gemini 3).
+PART_RESOLUTIONS = ("low", "medium", "high", "ultra_high")
+
+
 def attachment(spec: str, namespace: dict, **kwargs: Any) -> types.Part:
     """The part for `--image SPEC`: a variable of the namespace, else a file path or URL.
 
@@ -180,9 +184,16 @@ def attachment(spec: str, namespace: dict, **kwargs: Any) -> types.Part:
         attachment("plots/fig1.png", shell.user_ns)      # a file
         attachment("https://example.com/cat.jpg", {})    # a download
 
-    `kwargs` go to `to_part` (client, max_side, uploads, progress, open_url).
+    `kwargs` go to `to_part` (client, max_side, uploads, progress, open_url). A level
+    before the name sets this attachment's media resolution, whatever the request's:
+    `high:scan.png`, `low:img`, `ultra_high:chart.png` (Gemini 3).
     """
     spec = spec.strip()
+    level, colon, rest = spec.partition(":")
+    if colon and level.lower() in PART_RESOLUTIONS and rest.strip():
+        part = attachment(rest, namespace, **kwargs)
+        resolution = _sdk_types().PartMediaResolution(level="MEDIA_RESOLUTION_" + level.upper())
+        return part.model_copy(update={"media_resolution": resolution})
     if spec in namespace and spec.isidentifier():
         return to_part(namespace[spec], **kwargs)
     if spec.isidentifier() and not Path(spec).expanduser().exists():

@@ -65,7 +65,11 @@ def lab(tmp_path_factory):
     root = base / "root"
     root.mkdir()
     write_notebook(root / NOTEBOOK, CELLS)
-    lab = Lab(root, base / "home", kernel_environment(None, None), base / "jupyterlab.log")
+    env = kernel_environment(None, None)
+    # In a virtualenv Jupyter looks in the venv's share/jupyter before JUPYTER_DATA_DIR (where a
+    # `jupyter labextension develop` link may be): this test's own copy must be the one loaded.
+    env["JUPYTER_PREFER_ENV_PATH"] = "0"
+    lab = Lab(root, base / "home", env, base / "jupyterlab.log")
     shutil.copytree(BUILT, base / "home" / "data" / "labextensions" / EXTENSION)
     try:
         lab.start()

@@ -25,7 +25,7 @@ def usage(magics, args) -> None:
     if magics.connection.usage is None:
         print("Usage is not tracked (GeminiMagics.track_usage = False).")
         return
-    print(usage_table(magics.connection.usage, magics.connection.limiter))
+    print(usage_table(magics.connection.usage, magics.connection.limiter, free=magics.session.engine.free_tier))
 
 
 def limits(magics, args) -> None:
