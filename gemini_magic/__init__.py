@@ -21,7 +21,7 @@ import os
 
 __version__ = "0.1.0"
 
-__all__ = ["ask", "batch", "conversation", "conversations", "current_session", "last_batch",
+__all__ = ["ask", "batch", "conversation", "count", "conversations", "current_session", "last_batch",
            "load_ipython_extension", "tool", "unload_ipython_extension"]
 
 _magics = None
@@ -74,6 +74,25 @@ def ask(prompt: str, *, namespace: dict | None = None, **options):
     if namespace is None and _magics is not None:
         namespace = _magics.shell.user_ns
     return active.ask(prompt, namespace=namespace, **options)
+
+
+def count(prompt: str, *, namespace: dict | None = None, **options):
+    """Count a request without sending it (countTokens only): a `counting.Count` with
+    the total, the pieces (history, text, each attachment, system, tools), whether it fits
+    the model's input limit, and the input cost at the paid-tier price.
+
+    >>> gemini_magic.count("Summarise {report}", image=["scan.pdf"]).total
+    """
+    from .counting import count_request, price
+    from .options import Options
+
+    active = current_session()
+    if namespace is None and _magics is not None:
+        namespace = _magics.shell.user_ns
+    given = Options.of(options, "count()")
+    prepared = active.prepare(prompt, given, "ask", **({} if namespace is None else {"namespace": namespace}))
+    return price(count_request(active.engine, prepared.request), active.engine,
+                 prepared.request.config.get("service_tier"))
 
 
 def conversation(name: str):

@@ -170,6 +170,14 @@ class Answer:
         toolbox = request.toolbox
         steps = 0
         final = False
+        from .counting import check_limit
+
+        try:
+            check_limit(self.engine, request)  # a request over the model's input limit is not sent
+        except GeminiError as error:
+            self.error = error
+            yield Failed(error)
+            return
         while True:
             yield from self._step(contents, tools_allowed=not final)
             if self.error is not None or self.interrupted or self._cancel.cancelled:

@@ -226,7 +226,8 @@ def _api_error(exc, context: Context) -> GeminiError:
             "This is usually temporary: try again in a minute.",
             retry_after=retry_delay(exc),
         )
-    return BadRequest(f"The request was rejected ({code} {status}): {first_line}", "Check the options of the cell.")
+    return BadRequest(f"The request was rejected ({code} {status}): {first_line}",
+                      "Check the options given (a cell's flags, or the chat's).")
 
 
 def _quota_error(exc, context: Context) -> GeminiError:

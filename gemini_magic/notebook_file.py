@@ -95,7 +95,13 @@ def saved_turns(notebook: dict, name: str, cell_ids: bool) -> Saved:
             for r, cell in records(notebook) if r.get("conversation") == name and _valid(r)]
     if not mine:
         return Saved()
-    newest = max(mine, key=lambda rk: rk[0]["at"])
+    # A chat cell's turn is saved twice where a chat widget shows the same conversation (in
+    # the cell's output and in the widget's transcript): on a tie the cell's copy wins,
+    # whose key is rewritten to the running kernel's.
+    def rank(rk):
+        return rk[0]["at"], rk[1] is not None
+
+    newest = max(mine, key=rank)
     chain = [newest]
     while chain[-1][0].get("before") is not None and len(chain) < _MAX_TURNS:
         record = chain[-1][0]
@@ -104,7 +110,7 @@ def saved_turns(notebook: dict, name: str, cell_ids: bool) -> Saved:
         if not earlier:
             turns = _turns(chain)
             return Saved(turns, broken=True)
-        chain.append(max(earlier, key=lambda rk: rk[0]["at"]))
+        chain.append(max(earlier, key=rank))
     return Saved(_turns(chain))
 
 

@@ -91,6 +91,8 @@ OPTIONS: tuple[Option, ...] = (
          help="Send the last error, its traceback and cell, asking for an explanation and a fix."),
     _opt("usage", "--usage", action="store_const", const=True,
          help="Add a footer with model, tokens, cost and finish reason."),
+    _opt("dry_run", "--dry-run", action="store_true",
+         help="Count the request's tokens (by part) and estimate its cost; send nothing but countTokens."),
     _opt("service_tier", "--service-tier", choices=SERVICE_TIERS,
          help="standard (default), flex (half price, slower, may be shed) or priority (dearer, fastest)."),
     _opt("media_resolution", "--media-resolution", choices=MEDIA_RESOLUTIONS,
@@ -125,6 +127,7 @@ REFUSED: dict[str, dict[str, str]] = {
         "error": "--error belongs in a cell, after the error",
         "format": "the widget shows Markdown",
         "debug": "the widget shows errors in its messages",
+        "dry_run": "a %%gemini --dry-run cell counts a whole request",
     },
     "ask": {
         "over": "use gemini_magic.batch() for many prompts",
@@ -136,6 +139,7 @@ REFUSED: dict[str, dict[str, str]] = {
         "usage": _DISPLAY + " (answer.usage)",
         "debug": "answer.read() raises the error itself, with its traceback (answer.error keeps it)",
         "error": "it explains IPython's last error: use %gemini explain in a cell",
+        "dry_run": "use gemini_magic.count(prompt, ...) for the counts",
     },
 }
 REFUSED["batch-api"] = {

@@ -390,7 +390,7 @@ def test_history_without_name_uses_the_default_chat(ip, server, capsys):
     capsys.readouterr()
     ok(ip, "%gemini history")
     out = capsys.readouterr().out
-    assert "Conversation 'greet', 1 turns" in out and "Hello" in out and "Hi there" in out
+    assert "Conversation 'greet', 1 turn" in out and "Hello" in out and "Hi there" in out
 
 
 def test_history_html_escapes_a_hostile_answer(kern, server):

@@ -25,7 +25,7 @@ import pytest
 
 from gemini_magic.magics import CellFailed
 from tests.conftest import ask, fails
-from tests.fake_gemini import DEFAULT_MODELS
+from tests.fake_gemini import DEFAULT_MODELS, Reply
 from tests.markup import visible_text
 
 REALWIRE = Path(__file__).parent / "realwire"
@@ -88,7 +88,8 @@ def answer_text(rec: dict) -> str:
 def usage_of(metadata: dict) -> dict:
     """usageMetadata as the magic reports it (engine.usage_dict)."""
     names = {"promptTokenCount": "prompt_tokens", "candidatesTokenCount": "output_tokens",
-             "thoughtsTokenCount": "thinking_tokens", "totalTokenCount": "total_tokens"}
+             "thoughtsTokenCount": "thinking_tokens", "totalTokenCount": "total_tokens",
+             "cachedContentTokenCount": "cached_tokens", "toolUsePromptTokenCount": "tool_prompt_tokens"}
     return {ours: metadata[theirs] for theirs, ours in names.items() if theirs in metadata}
 
 
@@ -681,31 +682,127 @@ def test_resumable_upload_start_and_finalize_through_an_attachment(ip, server, t
     assert (file_data.get("fileUri") or file_data["file_uri"]) == json.loads(finalize["body"])["file"]["uri"]
 
 
+COUNT_TOKENS = "i_count_tokens_gemini-2.5-flash_genai-sdk_pydantic-ai.json"
+CACHE_CREATE = "i_cached_contents_create_ruby_llm.json"
+
+
 def test_every_generate_like_recording_is_covered():
     """A new recording of these kinds needs a test here."""
     covered = {A_GENERATE, B_SSE, B_ARRAY, CACHED, THINKING, CODE_EXEC, GROUNDING, *PARALLEL, *SIGNED, IMAGE,
                STRUCTURED, MAX_TOKENS, BLOCKED, MODELS, "h_400_api_key_invalid_on_sse_genai-sdk_mirascope.json",
                "h_404_model_not_found_genai-sdk_mirascope.json",
                "h_429_resource_exhausted_quota_retryinfo_ruby_llm.json",
-               "i_files_upload_start_ruby_llm.json", "i_files_upload_finalize_ruby_llm.json"}
+               "i_files_upload_start_ruby_llm.json", "i_files_upload_finalize_ruby_llm.json",
+               COUNT_TOKENS, CACHE_CREATE}
     kinds = {}
     for path in REALWIRE.glob("*.json"):
         rec = json.loads(path.read_text(encoding="utf-8"))
         kinds[path.name] = rec["request"]["path"]
     generate_like = {name for name, path in kinds.items()
-                     if re.search(r":(generateContent|streamGenerateContent|countTokens)|/models$", path)}
-    # countTokens is not something the magic calls: checked through the SDK below.
-    assert generate_like - covered == {"i_count_tokens_gemini-2.5-flash_genai-sdk_pydantic-ai.json"}
+                     if re.search(r":(generateContent|streamGenerateContent|countTokens)|/models$|/cachedContents",
+                                  path)}
+    # countTokens and caches are not something the magic calls yet: checked through the SDK below.
+    assert generate_like - covered == set()
+    assert {name for name in kinds if name.startswith(("i_count_tokens_", "i_cached_contents_"))} <= covered
 
 
-def test_count_tokens_recording_through_the_sdk(server):
+# -- countTokens and cachedContents, through the SDK -----------------------------------------------
+
+
+def sdk_client(server):
     from google import genai
     from google.genai import types
 
-    [rec] = serve(server, "i_count_tokens_gemini-2.5-flash_genai-sdk_pydantic-ai.json")
-    client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=server.url))
+    return genai.Client(api_key="k", http_options=types.HttpOptions(base_url=server.url))
+
+
+def post(server, path: str, body: dict) -> tuple[int, bytes]:
+    """A plain request to our server (no SDK): its status and exact body bytes."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(server.url + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json", "x-goog-api-key": "k"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def shape(value):
+    """A JSON value with every leaf replaced by its type name: what ours must share with the recording."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shape(item) for item in value]
+    return type(value).__name__
+
+
+def test_count_tokens_recording_through_the_sdk(server, env):
+    [rec] = serve(server, COUNT_TOKENS)
+    client = sdk_client(server)
     result = client.models.count_tokens(model=model_of(rec), contents=prompt_of(rec))
     assert result.total_tokens == json.loads(rec["body"])["totalTokens"] == 12
+    # Our own answer to the recorded request: the same bytes but for the numbers.
+    status, ours = post(server, rec["request"]["path"], json.loads(rec["request"]["body"]))
+    assert status == 200 and re.sub(r"\d+", "N", ours.decode()) == re.sub(r"\d+", "N", rec["body"])
+    assert client.models.count_tokens(model=model_of(rec), contents=prompt_of(rec)).total_tokens == 8  # words
+
+
+def test_cached_content_create_recording_through_the_sdk(server, env):
+    rec = recording(CACHE_CREATE)
+    sent = json.loads(rec["request"]["body"])
+    serve(server, CACHE_CREATE, actions=("createCachedContent",))
+    client = sdk_client(server)
+    config = {"contents": [sent["contents"][0]["parts"][0]["text"]], "ttl": sent["ttl"],
+              "system_instruction": sent["systemInstruction"]["parts"][0]["text"]}
+    real = client.caches.create(model="gemini-2.5-flash", config=config)
+    recorded = json.loads(rec["body"])
+    assert real.name == recorded["name"] and real.usage_metadata.total_token_count == 9609
+    assert real.expire_time.isoformat().startswith("2026-08-19T14:39:11.796558")  # nanoseconds cut to micro
+    assert real.display_name == "" and real.model == recorded["model"]
+    # Ours, to the same request: the same keys in the same order, the same kinds of value.
+    ours = client.caches.create(model="gemini-2.5-flash", config=config)
+    assert server.last.body["contents"] == sent["contents"] and server.last.body["ttl"] == sent["ttl"]
+    status, body = post(server, rec["request"]["path"], sent)
+    assert status == 200 and shape(json.loads(body)) == shape(recorded)
+    assert list(json.loads(body)) == list(recorded)
+    assert type(ours.create_time) is type(real.create_time) and type(ours.expire_time) is type(real.expire_time)
+    assert (ours.expire_time - ours.create_time).total_seconds() == pytest.approx(300, abs=0.01)
+
+
+def test_cached_content_use_recording_through_the_sdk(server, env):
+    from google.genai import types
+
+    client = sdk_client(server)
+    [rec] = serve(server, CACHED)
+    sent = json.loads(rec["request"]["body"])
+    real = client.models.generate_content(model=model_of(rec), contents=prompt_of(rec),
+                                          config={"cached_content": sent["cachedContent"]})
+    assert server.last.body["cachedContent"] == sent["cachedContent"]
+    usage = real.usage_metadata
+    assert (usage.prompt_token_count, usage.cached_content_token_count) == (9622, 9609)
+    assert usage.cache_tokens_details == [types.ModalityTokenCount(modality="TEXT", token_count=9609)]
+    assert real.sdk_http_response.headers["x-gemini-service-tier"] == "standard"
+    # Ours: create the recorded cache, then send the recorded request naming it.
+    status, body = post(server, "/v1beta/cachedContents", json.loads(recording(CACHE_CREATE)["request"]["body"]))
+    created = json.loads(body)
+    server.queue(Reply(parts=[{"text": "Considering the handbook.", "thought": True}, {"text": answer_text(rec)}]))
+    status, body = post(server, rec["request"]["path"], sent | {"cachedContent": created["name"]})
+    ours, recorded = json.loads(body), json.loads(rec["body"])
+    assert status == 200
+    assert list(ours["usageMetadata"]) == list(recorded["usageMetadata"])  # the same keys in the same order
+    assert shape(ours["usageMetadata"]) == shape(recorded["usageMetadata"])
+    assert list(ours) == list(recorded) and list(ours["candidates"][0]) == list(recorded["candidates"][0])
+    mine, theirs = ours["usageMetadata"], recorded["usageMetadata"]
+    for meta in (mine, theirs):  # the prompt count includes the cached tokens; the details say which
+        cached = meta["cachedContentTokenCount"]
+        assert meta["promptTokenCount"] > cached == meta["cacheTokensDetails"][0]["tokenCount"]
+        assert meta["totalTokenCount"] == (meta["promptTokenCount"] + meta["candidatesTokenCount"]
+                                           + meta["thoughtsTokenCount"])
+    assert mine["cachedContentTokenCount"] == created["usageMetadata"]["totalTokenCount"]
+    assert mine["promptTokenCount"] - mine["cachedContentTokenCount"] == len(prompt_of(rec).split())
 
 
 def test_recordings_keep_their_sources():

@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import os
+import re
+import struct
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from google import genai
 from google.genai import errors, types
 
-from tests.fake_gemini import Blocked, Error, FakeGemini, Reply
+from tests.fake_gemini import Blocked, Error, FakeGemini, ReceivedRequest, Reply
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "gemini-2.5-flash"
@@ -710,7 +714,8 @@ def test_cli(tmp_path):
     path.write_text(json.dumps(SCRIPT))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_gemini", "--port", "0", "--script", str(path), "--chunk-delay", "0"],
+        [sys.executable, "-m", "tests.fake_gemini", "--port", "0", "--script", str(path), "--chunk-delay", "0",
+         "--implicit-cache"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -723,6 +728,10 @@ def test_cli(tmp_path):
         client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=url))
         assert client.models.generate_content(model=MODEL, contents="weather").text == "Sunny"
         assert client.models.generate_content(model=MODEL, contents="zzz").text == "Default answer"
+        long = " ".join(["word"] * 1100)
+        usage = [client.models.generate_content(model=MODEL, contents=[long, question]).usage_metadata
+                 for question in ("zzz", "yyy")]
+        assert [u.cached_content_token_count for u in usage] == [None, 1100]  # --implicit-cache
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -1215,3 +1224,513 @@ def test_queue_raw_serves_the_bytes_to_the_next_generate_like_request_on_any_ver
     server.queue_raw(200, {"Vary": ["Origin", "Referer"]}, b"{}")
     status, headers, got = raw_call(server, f"/v1/models/{MODEL}:countTokens", prompt("q"))
     assert headers.get_all("Vary") == ["Origin", "Referer"] and headers["Content-Length"] == "2"
+
+
+# ---------------------------------------------------------------------------
+# Knowing the cost: token counting, explicit and implicit caches, service tiers
+# ---------------------------------------------------------------------------
+
+GEMINI3_PRO_LIKE = "gemini-2.5-pro"
+
+
+def image_bytes(width: int, height: int, fmt: str = "PNG") -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(out, fmt)
+    return out.getvalue()
+
+
+def image_part(width: int, height: int, fmt: str = "PNG", **extra: object) -> types.Part:
+    return types.Part.from_bytes(data=image_bytes(width, height, fmt), mime_type=f"image/{fmt.lower()}", **extra)
+
+
+def wav_bytes(seconds: float, rate: int = 8000) -> bytes:
+    import wave
+
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(b"\0\0" * int(rate * seconds))
+    return out.getvalue()
+
+
+def mp4_bytes(seconds: int, version: int = 0) -> bytes:
+    """A minimal MP4: ftyp, then moov holding an mvhd box with timescale 1000."""
+    if version == 0:
+        body = struct.pack(">B3sIIII", 0, b"\0\0\0", 0, 0, 1000, seconds * 1000)
+    else:
+        body = struct.pack(">B3sQQIQ", 1, b"\0\0\0", 0, 0, 1000, seconds * 1000)
+    mvhd = struct.pack(">I4s", 8 + len(body) + 80, b"mvhd") + body + b"\0" * 80
+    moov = struct.pack(">I4s", 8 + len(mvhd), b"moov") + mvhd
+    return struct.pack(">I4s", 16, b"ftyp") + b"isom\0\0\0\0" + moov
+
+
+def pdf_bytes(pages: int) -> bytes:
+    kids = " ".join(f"{3 + i} 0 R" for i in range(pages))
+    objects = [b"1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj",
+               f"2 0 obj << /Type /Pages /Kids [{kids}] /Count {pages} >> endobj".encode()]
+    objects += [f"{3 + i} 0 obj << /Type/Page /Parent 2 0 R >> endobj".encode() for i in range(pages)]
+    return b"%PDF-1.4\n" + b"\n".join(objects) + b"\n%%EOF\n"
+
+
+def details(answer: dict, key: str = "promptTokensDetails") -> dict[str, int]:
+    return {d["modality"]: d["tokenCount"] for d in answer[key]}
+
+
+def count_raw(server: FakeGemini, body: dict, model: str = MODEL) -> dict:
+    status, _, got = raw_call(server, f"/v1beta/models/{model}:countTokens", body)
+    assert status == 200, got
+    return json.loads(got)
+
+
+def sdk_body(contents: object) -> dict:
+    """The countTokens body the SDK sends for these contents (to reuse it raw)."""
+    from google.genai import _common
+    from google.genai import _transformers as t
+    from google.genai.models import _Content_to_mldev
+
+    body = {"contents": [_Content_to_mldev(c) for c in t.t_contents(contents)]}
+    return _common.encode_unserializable_types(_common.convert_to_dict(body))
+
+
+# -- counting -------------------------------------------------------------------
+
+
+def test_count_tokens_keeps_the_word_rule_and_answers_in_the_recorded_shape(server, client):
+    real = recording("i_count_tokens_gemini-2.5-flash_genai-sdk_pydantic-ai.json")
+    status, headers, got = raw_call(server, "/v1beta/models/gemini-2.5-flash:countTokens",
+                                    json.loads(real["request"]["body"]))
+    assert status == 200 and headers["Content-Type"] == real["response_headers"]["Content-Type"]
+    # The same bytes but for the numbers: pretty-printed, TEXT details, nothing else.
+    assert re.sub(rb"\d+", b"N", got) == re.sub(rb"\d+", b"N", real["body"].encode())
+    assert json.loads(got) == {"totalTokens": 8, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 8}]}
+    assert client.models.count_tokens(model=MODEL, contents="The quick brown fox").total_tokens == 4
+
+
+@pytest.mark.parametrize("size, expected", [
+    ((100, 100), 258), ((384, 384), 258),  # both sides <= 384 px: one image, 258 tokens
+    ((385, 100), 258 * 2 * 1),  # crop unit floor(100 / 1.5) = 66, raised to 256: 2 x 1 tiles
+    ((1024, 1024), 258 * 2 * 2),  # unit 682
+    ((960, 540), 258 * 3 * 2),  # unit 360
+    ((3000, 1000), 258 * 5 * 2),  # unit 666
+])
+def test_count_tokens_of_images_on_gemini2_tiles_large_ones(server, client, size, expected):
+    assert client.models.count_tokens(model=MODEL, contents=[image_part(*size)]).total_tokens == expected
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "WEBP"])
+def test_image_size_is_read_from_every_header_format(server, client, fmt):
+    from tests.fake_gemini.server import image_size
+
+    assert image_size(image_bytes(960, 540, fmt)) == (960, 540)
+    part = image_part(960, 540, fmt)
+    answer = count_raw(server, sdk_body(["What is this?", part]))
+    assert answer == {"totalTokens": 1548 + 3,
+                      "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 3},
+                                              {"modality": "IMAGE", "tokenCount": 1548}]}
+    assert client.models.count_tokens(model=MODEL, contents=["What is this?", part]).total_tokens == 1551
+
+
+def test_other_webp_kinds_and_an_unreadable_image(server):
+    from tests.fake_gemini.server import image_size
+
+    lossless = b"RIFF\0\0\0\0WEBPVP8L\0\0\0\0\x2f" + (((540 - 1) << 14) | (960 - 1)).to_bytes(4, "little")
+    extended = b"RIFF\0\0\0\0WEBPVP8X\0\0\0\0\0\0\0\0" + (959).to_bytes(3, "little") + (539).to_bytes(3, "little")
+    assert image_size(lossless) == image_size(extended) == (960, 540)
+    garbage = {"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": "AAAA"}}]}]}
+    assert count_raw(server, garbage)["totalTokens"] == 258  # size unknown: counted as a small image
+
+
+def test_media_resolution_global_and_per_part_on_gemini2(server, client):
+    big = image_part(1024, 1024)
+    # The SDK sends config.media_resolution as generationConfig.mediaResolution.
+    low = client.models.generate_content(model=MODEL, contents=[big],
+                                         config={"media_resolution": "MEDIA_RESOLUTION_LOW"})
+    assert server.last.body["generationConfig"]["mediaResolution"] == "MEDIA_RESOLUTION_LOW"
+    assert low.usage_metadata.prompt_token_count == 64
+    medium = client.models.generate_content(model=MODEL, contents=[big],
+                                            config={"media_resolution": "MEDIA_RESOLUTION_MEDIUM"})
+    assert medium.usage_metadata.prompt_token_count == 256
+    # A part's own level wins over the request's; numTokens is taken as given.
+    own = image_part(1024, 1024, media_resolution={"level": "MEDIA_RESOLUTION_LOW"})
+    both = client.models.generate_content(model=MODEL, contents=[own, big],
+                                          config={"media_resolution": "MEDIA_RESOLUTION_HIGH"})
+    assert both.usage_metadata.prompt_token_count == 64 + 256
+    assert server.last.body["contents"][0]["parts"][0]["mediaResolution"] == {"level": "MEDIA_RESOLUTION_LOW"}
+    exact = image_part(10, 10, media_resolution={"num_tokens": 77})
+    assert client.models.count_tokens(model=MODEL, contents=[exact]).total_tokens == 77
+    # The REST countTokens wrapper carries the generationConfig too.
+    wrapped = {"generateContentRequest": {"model": f"models/{MODEL}", **sdk_body([big]),
+                                          "generationConfig": {"mediaResolution": "MEDIA_RESOLUTION_LOW"}}}
+    assert count_raw(server, wrapped)["totalTokens"] == 64
+
+
+def test_gemini3_counts_images_and_pdf_pages_by_media_resolution(server, client):
+    tiny, big = image_part(10, 10), image_part(2000, 2000)
+    counts = [client.models.count_tokens(model=GEMINI3, contents=[part]).total_tokens for part in (tiny, big)]
+    assert counts == [1120, 1120]  # HIGH by default, whatever the size
+    for level, tokens in (("LOW", 280), ("MEDIUM", 560), ("HIGH", 1120), ("ULTRA_HIGH", 2240)):
+        part = image_part(10, 10, media_resolution={"level": f"MEDIA_RESOLUTION_{level}"})
+        assert client.models.count_tokens(model=GEMINI3, contents=[part]).total_tokens == tokens
+    response = client.models.generate_content(model=GEMINI3, contents=[tiny, "Describe"],
+                                              config={"media_resolution": "MEDIA_RESOLUTION_LOW"})
+    assert response.usage_metadata.prompt_token_count == 280 + 1
+    pdf = types.Part.from_bytes(data=pdf_bytes(2), mime_type="application/pdf")
+    assert client.models.count_tokens(model=GEMINI3, contents=[pdf]).total_tokens == 2 * 560  # MEDIUM for PDFs
+
+
+def test_pdf_pages_count_page_objects_not_the_pages_tree(server, client):
+    from tests.fake_gemini.server import pdf_pages
+
+    data = pdf_bytes(3)
+    assert data.count(b"/Type /Pages") == 1 and pdf_pages(data) == 3
+    pdf = types.Part.from_bytes(data=data, mime_type="application/pdf")
+    assert details(count_raw(server, sdk_body([pdf]))) == {"DOCUMENT": 3 * 258}
+    low = client.models.generate_content(model=MODEL, contents=[pdf],
+                                         config={"media_resolution": "MEDIA_RESOLUTION_LOW"})
+    assert low.usage_metadata.prompt_token_count == 3 * 64
+    assert low.usage_metadata.prompt_tokens_details[0].modality == types.MediaModality.DOCUMENT
+
+
+def test_audio_and_video_count_by_duration(server, client):
+    from tests.fake_gemini.server import media_seconds
+
+    wav = types.Part.from_bytes(data=wav_bytes(2.5), mime_type="audio/wav")
+    mp4 = types.Part.from_bytes(data=mp4_bytes(10), mime_type="video/mp4")
+    assert media_seconds(mp4_bytes(7, version=1)) == 7
+    answer = count_raw(server, sdk_body([wav, mp4]))
+    assert details(answer) == {"AUDIO": 80, "VIDEO": 2630}  # 32 and 263 tokens a second
+    assert [d["modality"] for d in answer["promptTokensDetails"]] == ["VIDEO", "AUDIO"]
+    # Without a header the size says it, at 128 kbit/s for audio (16,000 bytes a second).
+    mp3 = types.Part.from_bytes(data=b"ID3" + b"\0" * 47_997, mime_type="audio/mpeg")
+    assert client.models.count_tokens(model=MODEL, contents=[mp3]).total_tokens == 96
+    # A file we do not hold (a YouTube video): 10 seconds assumed.
+    video = types.Part.from_uri(file_uri="https://www.youtube.com/watch?v=9hE5-98ZeCg", mime_type="video/*")
+    assert client.models.count_tokens(model=MODEL, contents=[video]).total_tokens == 2630
+
+
+def test_history_counts_every_turn_and_function_parts_as_json(server, client):
+    call = {"name": "get_weather", "args": {"city": "Paris"}}
+    result = {"name": "get_weather", "response": {"temperature": 15}}
+    contents = [
+        types.Content(role="user", parts=[types.Part(text="weather in Paris please")]),
+        types.Content(role="model", parts=[types.Part(function_call=call)]),
+        types.Content(role="user", parts=[types.Part(function_response=result)]),
+        types.Content(role="model", parts=[types.Part(text="It is 15 degrees."),
+                                           types.Part(text="secret thinking", thought=True)]),
+        types.Content(role="user", parts=[types.Part(text="thanks")]),
+    ]
+    counted = client.models.count_tokens(model=MODEL, contents=contents).total_tokens
+    sent = server.last.body["contents"]
+    as_json = [json.dumps(sent[1]["parts"][0]["functionCall"]), json.dumps(sent[2]["parts"][0]["functionResponse"])]
+    assert counted == 4 + sum(len(j.split()) for j in as_json) + 4 + 1  # thoughts are not counted
+    assert client.models.generate_content(model=MODEL, contents=contents).usage_metadata.prompt_token_count == counted
+
+
+def test_count_tokens_counts_system_instruction_and_tools_of_a_wrapped_or_vertex_request(server):
+    declaration = {"name": "lookup", "description": "Look a word up.",
+                   "parameters": {"type": "OBJECT", "properties": {"word": {"type": "STRING"}}}}
+    tools = [{"functionDeclarations": [declaration]}, {"googleSearch": {}}]
+    system = {"parts": [{"text": "You are terse."}]}
+    tool_words = len(json.dumps([declaration]).split())
+    expected = 3 + 3 + tool_words  # contents, system instruction, declarations; googleSearch counts nothing
+    inner = {"model": f"models/{MODEL}", **prompt("one two three"), "systemInstruction": system, "tools": tools}
+    answer = count_raw(server, {"generateContentRequest": inner})
+    assert answer == {"totalTokens": expected, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": expected}]}
+    # The same request generated: its prompt count is the dry run's.
+    status, _, got = raw_call(server, f"/v1beta/models/{MODEL}:generateContent", {k: v for k, v in inner.items()
+                                                                                  if k != "model"})
+    assert json.loads(got)["usageMetadata"]["promptTokenCount"] == expected
+    # Gemini Developer API mode: the SDK refuses system_instruction and tools for count_tokens ...
+    client = make_client(server)
+    with pytest.raises(ValueError, match="only supported in Gemini Enterprise Agent Platform mode"):
+        client.models.count_tokens(model=MODEL, contents="x", config={"system_instruction": "y"})
+    # ... Vertex sends them at the top level.
+    vertex = genai.Client(vertexai=True, api_key="k", http_options=types.HttpOptions(base_url=server.url))
+    result = vertex.models.count_tokens(model=MODEL, contents="one two three", config={
+        "system_instruction": "You are terse.", "tools": [types.Tool(function_declarations=[declaration])]})
+    assert server.last.path == f"/v1beta1/publishers/google/models/{MODEL}:countTokens"
+    assert "systemInstruction" in server.last.body and "tools" in server.last.body
+    sent_words = len(json.dumps(server.last.body["tools"][0]["functionDeclarations"]).split())
+    assert result.total_tokens == 3 + 3 + sent_words
+
+
+def test_a_dry_run_count_equals_the_later_prompt_count(server, client, tmp_path):
+    server.file_processing_polls = 0
+    path = tmp_path / "photo.png"
+    path.write_bytes(image_bytes(1024, 1024))
+    uploaded = client.files.upload(file=path)
+    contents = ["Compare these two pictures please", image_part(300, 200),
+                types.Part.from_uri(file_uri=uploaded.uri, mime_type=uploaded.mime_type)]
+    dry = client.models.count_tokens(model=MODEL, contents=contents).total_tokens
+    assert dry == 5 + 258 + 1032  # the uploaded file is read for its size
+    for response in (client.models.generate_content(model=MODEL, contents=contents),
+                     list(client.models.generate_content_stream(model=MODEL, contents=contents))[-1]):
+        usage = response.usage_metadata
+        assert usage.prompt_token_count == dry
+        assert {d.modality.value: d.token_count for d in usage.prompt_tokens_details} == {"TEXT": 5, "IMAGE": 1290}
+    assert server.last.prompt_tokens().prompt.total == dry and server.last.prompt_words() == 5
+
+
+# -- explicit caches ---------------------------------------------------------------
+
+
+def long_text(words: int, word: str = "handbook") -> str:
+    return " ".join([word] * words)
+
+
+def make_cache(client: genai.Client, words: int = 1100, model: str = MODEL, **config: object) -> types.CachedContent:
+    config = {"contents": [long_text(words)], "system_instruction": "You are a release engineer.", **config}
+    return client.caches.create(model=model, config=config)
+
+
+def test_cache_create_answers_like_the_recording(server, client):
+    real = recording("i_cached_contents_create_ruby_llm.json")
+    status, headers, got = raw_call(server, "/v1beta/cachedContents", json.loads(real["request"]["body"]))
+    assert status == 200 and headers["Content-Type"] == real["response_headers"]["Content-Type"]
+    ours, theirs = json.loads(got), json.loads(real["body"])
+    assert list(ours) == list(theirs) and list(ours["usageMetadata"]) == ["totalTokenCount"]
+    assert re.fullmatch(r"cachedContents/[0-9a-z]{40}", ours["name"]) and len(theirs["name"]) == len(ours["name"])
+    assert ours["model"] == theirs["model"] == "models/gemini-2.5-flash" and ours["displayName"] == ""
+    for key, pattern in (("createTime", r"\.\d{6}Z"), ("updateTime", r"\.\d{6}Z"), ("expireTime", r"\.\d{9}Z")):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d" + pattern, ours[key]), key
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d" + pattern, theirs[key]), key
+    # 7,800 words of handbook and a 6-word system instruction.
+    assert ours["usageMetadata"]["totalTokenCount"] == 7806
+    created = datetime.fromisoformat(ours["createTime"])
+    assert (datetime.fromisoformat(ours["expireTime"][:26] + "Z") - created).total_seconds() == pytest.approx(300, 0.01)
+
+
+def test_caches_create_get_list_update_delete(server, client):
+    cache = make_cache(client, ttl="300s", display_name="handbook")
+    assert server.last.path == "/v1/cachedContents" and server.last.action == "createCachedContent"
+    assert server.last.body["ttl"] == "300s" and server.last.body["model"] == f"models/{MODEL}"
+    assert cache.display_name == "handbook" and cache.model == f"models/{MODEL}"
+    assert cache.usage_metadata.total_token_count == 1100 + 5
+    assert (cache.expire_time - cache.create_time).total_seconds() == pytest.approx(300, abs=0.01)
+    assert cache.create_time == cache.update_time
+    got = client.caches.get(name=cache.name)
+    assert got == cache and server.last.action == "getCachedContent" and server.last.cache == cache.name
+    # The SDK adds the collection to a bare id.
+    assert client.caches.get(name=cache.name.removeprefix("cachedContents/")).name == cache.name
+    # Paging: pageSize / pageToken / nextPageToken.
+    others = [make_cache(client, display_name=f"n{i}") for i in range(2)]
+    pager = client.caches.list(config={"page_size": 2})
+    assert len(pager.page) == 2
+    assert [c.name for c in pager] == [cache.name] + [c.name for c in others]
+    lists = [r for r in server.requests if r.action == "listCachedContents"]
+    assert lists[0].query == {"pageSize": "2"} and lists[1].query["pageToken"]
+    # Update: a new expiry from now (the SDK sends no updateMask; a raw one is honoured).
+    server.advance(60)
+    updated = client.caches.update(name=cache.name, config={"ttl": "7200s"})
+    assert server.last.method == "PATCH" and server.last.body == {"ttl": "7200s"} and server.last.query == {}
+    assert updated.update_time > cache.update_time
+    assert (updated.expire_time - updated.update_time).total_seconds() == pytest.approx(7200, abs=0.01)
+    when = datetime(2099, 1, 1, tzinfo=UTC)
+    assert client.caches.update(name=cache.name, config={"expire_time": when}).expire_time == when
+    status, _, body = raw_call(server, f"/v1beta/{cache.name}?updateMask=ttl", {"ttl": "60s", "expireTime": "x"},
+                               method="PATCH")
+    assert status == 200 and json.loads(body)["expireTime"] < "2099"
+    status, _, body = raw_call(server, f"/v1beta/{cache.name}?updateMask=contents", {"contents": []}, method="PATCH")
+    assert status == 400 and json.loads(body)["error"]["status"] == "INVALID_ARGUMENT"
+    # Delete answers {}; afterwards the cache is gone: 403, never 404.
+    status, _, body = raw_call(server, f"/v1beta/{others[0].name}", method="DELETE")
+    assert (status, json.loads(body)) == (200, {})
+    client.caches.delete(name=cache.name)
+    for call in (lambda: client.caches.get(name=cache.name), lambda: client.caches.delete(name=cache.name),
+                 lambda: client.caches.update(name=cache.name, config={"ttl": "10s"})):
+        with pytest.raises(errors.ClientError) as info:
+            call()
+        assert (info.value.code, info.value.status) == (403, "PERMISSION_DENIED")
+        assert info.value.message == "CachedContent not found (or permission denied)"
+    assert [c.name for c in client.caches.list()] == [others[1].name]
+
+
+def test_caches_expire_on_the_server_clock(server, client):
+    cache = make_cache(client)  # no ttl: one hour
+    assert (cache.expire_time - cache.create_time).total_seconds() == pytest.approx(3600, abs=0.01)
+    server.advance(3599)
+    assert client.models.generate_content(model=MODEL, contents="q", config={"cached_content": cache.name}).text
+    server.advance(2)
+    with pytest.raises(errors.ClientError) as info:
+        client.models.generate_content(model=MODEL, contents="q", config={"cached_content": cache.name})
+    assert (info.value.code, info.value.message) == (403, "CachedContent not found (or permission denied)")
+    with pytest.raises(errors.ClientError):
+        client.caches.get(name=cache.name)
+    status, _, body = raw_call(server, "/v1beta/cachedContents", method="GET")
+    assert (status, json.loads(body)) == (200, {})  # nothing alive: an empty object
+    assert list(client.caches.list()) == []
+    assert server.now() - datetime.now(UTC) > timedelta(seconds=3600)
+    server.reset()
+    assert abs((server.now() - datetime.now(UTC)).total_seconds()) < 1 and server.caches == {}
+
+
+def test_cache_errors_have_the_real_status_and_wording(server, client):
+    def fails(call) -> errors.APIError:
+        with pytest.raises(errors.ClientError) as info:
+            call()
+        return info.value
+
+    small = fails(lambda: make_cache(client, words=10))
+    assert (small.code, small.status) == (400, "INVALID_ARGUMENT")
+    assert small.message == "Cached content is too small. total_token_count=15, min_total_token_count=1024"
+    pro = fails(lambda: make_cache(client, model=GEMINI3_PRO_LIKE))
+    assert pro.message == "Cached content is too small. total_token_count=1105, min_total_token_count=4096"
+    assert make_cache(client, words=4091, model=GEMINI3_PRO_LIKE).usage_metadata.total_token_count == 4096
+    gemma = fails(lambda: make_cache(client, model="gemma-3-27b-it"))  # listed without createCachedContent
+    assert (gemma.code, gemma.status) == (404, "NOT_FOUND")
+    assert gemma.message == ("models/gemma-3-27b-it is not found for API version v1, or is not supported for "
+                             "createCachedContent. Call ModelService.ListModels to see the list of available "
+                             "models and their supported methods.")
+    assert fails(lambda: make_cache(client, model="no-such-model")).code == 404
+    both = fails(lambda: make_cache(client, ttl="60s", expire_time=datetime(2099, 1, 1, tzinfo=UTC)))
+    assert both.code == 400
+    assert fails(lambda: make_cache(client, ttl="soon")).code == 400
+    assert fails(lambda: make_cache(client, ttl="-5s")).code == 400
+
+    cache = make_cache(client)
+    for config in ({"system_instruction": "Be brief."}, {"tools": [types.Tool(google_search=types.GoogleSearch())]},
+                   {"tool_config": {"function_calling_config": {"mode": "ANY"}}}):
+        conflict = fails(lambda config=config: client.models.generate_content(
+            model=MODEL, contents="q", config={"cached_content": cache.name, **config}))
+        assert (conflict.code, conflict.status) == (400, "INVALID_ARGUMENT")
+        assert conflict.message == ("CachedContent can not be used with GenerateContent request setting "
+                                    "system_instruction, tools or tool_config.\n\nProposed fix: move those values "
+                                    "to CachedContent from GenerateContent request.")
+    other = fails(lambda: client.models.generate_content(model="gemini-2.5-flash-lite", contents="q",
+                                                         config={"cached_content": cache.name}))
+    assert (other.code, other.message) == (400, "Model used by GenerateContent request "
+                                                "(models/gemini-2.5-flash-lite) and CachedContent "
+                                                "(models/gemini-2.5-flash) has to be the same.")
+    unknown = fails(lambda: next(client.models.generate_content_stream(
+        model=MODEL, contents="q", config={"cached_content": "cachedContents/nope"})))
+    assert (unknown.code, unknown.status) == (403, "PERMISSION_DENIED")
+    # A cache with tools, system instruction and tool config is fine on its own.
+    declaration = types.FunctionDeclaration(name="lookup", description="Look up.")
+    tooled = make_cache(client, tools=[types.Tool(function_declarations=[declaration])],
+                        tool_config={"function_calling_config": {"mode": "ANY"}})
+    assert server.last.body["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
+    assert tooled.usage_metadata.total_token_count > cache.usage_metadata.total_token_count
+
+
+def test_generate_with_a_cache_counts_it_in_the_prompt_and_as_cached(server, client):
+    server.file_processing_polls = 0
+    picture = image_part(100, 100)
+    cache = make_cache(client, contents=[long_text(1100), picture])
+    assert cache.usage_metadata.total_token_count == 1100 + 258 + 5
+    server.queue(Reply(parts=[{"text": "thinking hard", "thought": True}, {"text": "It says handbook."}]))
+    response = client.models.generate_content(model=MODEL, contents="What does it say?",
+                                              config={"cached_content": cache.name})
+    assert response.text == "It says handbook."
+    assert server.last.body["cachedContent"] == cache.name
+    usage = response.usage_metadata
+    assert usage.cached_content_token_count == 1363
+    assert usage.prompt_token_count == 1363 + 4  # includes the cached tokens, as the real one does
+    assert {d.modality.value: d.token_count for d in usage.cache_tokens_details} == {"TEXT": 1105, "IMAGE": 258}
+    assert {d.modality.value: d.token_count for d in usage.prompt_tokens_details} == {"TEXT": 1109, "IMAGE": 258}
+    assert (usage.candidates_token_count, usage.thoughts_token_count) == (3, 2)
+    assert usage.total_token_count == 1367 + 3 + 2
+    # The same on every streamed chunk.
+    chunks = list(client.models.generate_content_stream(model=MODEL, contents="Again?",
+                                                        config={"cached_content": cache.name}))
+    assert {c.usage_metadata.cached_content_token_count for c in chunks} == {1363}
+    assert "".join(c.text for c in chunks) == "Echo: Again?"  # the echo answers the request's own text
+    # A responder sees the cached turns first (user_texts, all_texts, cached_texts, system_texts).
+    seen: list[ReceivedRequest] = []
+    server.responder = lambda request: seen.append(request) or Reply(text=" ".join(request.user_texts())[:20])
+    answer = client.models.generate_content(model=MODEL, contents="Last?", config={"cached_content": cache.name})
+    assert answer.text == "handbook handbook ha"
+    request = seen[0]
+    assert request.cached_texts() == [long_text(1100)] and request.user_texts()[-1] == "Last?"
+    assert request.last_user_text() == "Last?" and request.system_texts() == ["You are a release engineer."]
+    assert request.body["contents"] == [{"parts": [{"text": "Last?"}], "role": "user"}]  # the log keeps what was sent
+    assert len(request.media()) == 1 and request.media(cached=False) == []
+    # countTokens through the REST wrapper names the cache too.
+    wrapped = {"generateContentRequest": {"model": f"models/{MODEL}", "cachedContent": cache.name,
+                                          **prompt("What does it say?")}}
+    assert count_raw(server, wrapped) == {
+        "totalTokens": 1367, "cachedContentTokenCount": 1363,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 1109}, {"modality": "IMAGE", "tokenCount": 258}],
+        "cacheTokensDetails": [{"modality": "TEXT", "tokenCount": 1105}, {"modality": "IMAGE", "tokenCount": 258}]}
+
+
+def test_cache_min_tokens_knob_allows_small_caches(server, client):
+    server.cache_min_tokens = 1
+    cache = make_cache(client, words=3)
+    assert cache.usage_metadata.total_token_count == 8
+    server.reset()
+    assert server.cache_min_tokens is None
+
+
+# -- implicit caching ----------------------------------------------------------------
+
+
+def chat_turns(client: genai.Client, model: str = MODEL, first: str | None = None) -> list[types.UsageMetadata]:
+    """Three turns of a chat whose first message is long: each send repeats the history."""
+    chat = client.chats.create(model=model, config={"system_instruction": "Answer briefly."})
+    return [chat.send_message(text).usage_metadata for text in (first or long_text(1500), "second", "third")]
+
+
+def test_implicit_caching_is_off_by_default(server, client):
+    assert all(u.cached_content_token_count is None for u in chat_turns(client))
+
+
+def test_implicit_caching_reports_a_repeated_prefix():
+    with FakeGemini(implicit_cache=True) as server:
+        client = make_client(server)
+        first, second, third = chat_turns(client)
+        assert first.cached_content_token_count is None
+        # Turn 2 repeats the system instruction and the first message (2 + 1500 tokens).
+        assert second.cached_content_token_count == 1502
+        assert [(d.modality.value, d.token_count) for d in second.cache_tokens_details] == [("TEXT", 1502)]
+        assert second.prompt_token_count == 1502 + 1501 + 1  # then the answer "Echo: ..." and "second"
+        # Turn 3 repeats all of turn 2's prompt.
+        assert third.cached_content_token_count == second.prompt_token_count
+        # Another model, a short prefix, or an hour later: nothing cached.
+        assert chat_turns(client, model="gemini-2.5-flash-lite")[0].cached_content_token_count is None
+        assert chat_turns(client, first="short")[1].cached_content_token_count is None
+        server.advance(3601)
+        assert chat_turns(client)[0].cached_content_token_count is None
+        # Pro needs 4096; Gemini 2.0 does not cache implicitly.
+        assert chat_turns(client, model=GEMINI3_PRO_LIKE)[1].cached_content_token_count is None
+        assert chat_turns(client, model="gemini-2.0-flash")[1].cached_content_token_count is None
+        server.implicit_cache = False
+        assert chat_turns(client)[1].cached_content_token_count is None
+        server.reset()
+        assert server.implicit_cache is True  # the constructor's choice is the default
+
+
+# -- service tiers ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("asked, served", [(None, "standard"), ("flex", "flex"), ("PRIORITY", "priority"),
+                                           ("standard", "standard"), ("unspecified", "standard")])
+def test_service_tier_is_echoed_in_usage_and_header(server, client, asked, served):
+    config = {"service_tier": asked} if asked else {}
+    response = client.models.generate_content(model=MODEL, contents="q", config=config)
+    assert server.last.body.get("serviceTier") == (asked.lower() if asked else None)  # the SDK lowers it
+    assert response.sdk_http_response.headers["x-gemini-service-tier"] == served
+    status, headers, body = raw_call(server, f"/v1beta/models/{MODEL}:streamGenerateContent?alt=sse",
+                                     {**prompt("q"), **({"serviceTier": asked} if asked else {})})
+    assert headers["X-Gemini-Service-Tier"] == served
+    assert {json.loads(p)["usageMetadata"]["serviceTier"] for p in sse_payloads(body)} == {served}
+
+
+def test_service_tier_enum_names_an_override_and_an_unknown_value(server, client):
+    status, headers, body = raw_call(server, f"/v1beta/models/{MODEL}:generateContent",
+                                     {**prompt("q"), "serviceTier": "SERVICE_TIER_FLEX"})
+    assert json.loads(body)["usageMetadata"]["serviceTier"] == "flex"
+    server.served_tier = "standard"  # a priority request downgraded
+    response = client.models.generate_content(model=MODEL, contents="q", config={"service_tier": "priority"})
+    assert response.sdk_http_response.headers["x-gemini-service-tier"] == "standard"
+    with pytest.warns(UserWarning, match="turbo is not a valid ServiceTier"):
+        config = types.GenerateContentConfig(service_tier="turbo")
+    with pytest.raises(errors.ClientError) as info:
+        client.models.generate_content(model=MODEL, contents="q", config=config)
+    assert (info.value.code, info.value.status) == (400, "INVALID_ARGUMENT")
+    assert "service_tier" in info.value.message and '"turbo"' in info.value.message
+    violation = info.value.details["error"]["details"][0]
+    assert violation["fieldViolations"][0]["field"] == "service_tier"

@@ -310,6 +310,16 @@ def check_usage(run):
         f"{run.front}: no usage shown: {run.output[-500:]!r}"
 
 
+def check_dry_run(run):
+    kinds = [r.action for r in run.new]
+    assert "countTokens" in kinds, f"{run.front}: --dry-run counted nothing: {kinds}"
+    assert not run.sent(), f"{run.front}: --dry-run sent a request for generation: {kinds}"
+    from gemini_magic.counting import Count
+
+    shown = run.output + (run.result.text() if isinstance(run.result, Count) else "")
+    assert "counted, not sent" in shown, f"{run.front}: the dry run's counts were not shown: {shown[-300:]!r}"
+
+
 def check_debug(run):
     assert run.error is not None, f"{run.front}: the failing request did not fail"
     assert "Traceback (most recent call last)" in getattr(run.error, "debug_text", ""), \
@@ -432,6 +442,7 @@ CASES = [
     Case("error", True, check_error, setup=failing_cell),
     Case("usage", True, check_usage),
     Case("debug", True, check_debug, setup=error_answer, fails=True),
+    Case("dry_run", True, check_dry_run),
     Case("service_tier", "flex", check_service_tier),
     Case("media_resolution", "low", config_is(("mediaResolution",), "MEDIA_RESOLUTION_LOW")),
 ]

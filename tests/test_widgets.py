@@ -11,13 +11,14 @@ from __future__ import annotations
 import io
 import json
 import queue
+import re
 import time
 
 import pytest
 from PIL import Image
 
 import gemini_magic
-from gemini_magic.history import Conversation
+from gemini_magic.history import Conversation, turn_record
 from gemini_magic.widgets.models import newest_first
 from tests.fake_gemini import Error, Reply
 
@@ -284,7 +285,7 @@ def test_chat_sends_with_the_named_conversations_history(ip, make, server):
     assert texts(server.last) == [("user", "Plan a day in Kyoto."), ("model", "Echo: Plan a day in Kyoto."),
                                   ("user", "How do I get there?")]
     conversation = gemini_magic.conversation("trip")
-    assert [t.key for t in conversation.turns][1] == "widget:1"
+    assert re.fullmatch(r"widget:[0-9a-f]{12}", [t.key for t in conversation.turns][1])
     assert conversation.messages()[-1]["text"] == "Take the bus to Arashiyama."
 
     # ... and a cell continues the widget's conversation, which then shows it.
@@ -304,7 +305,8 @@ def test_widget_keys_never_replace_a_loaded_turn(ip, make, server):
     chat = make("chat", "loaded")
     chat.send("new question")
     chat.wait(10)
-    assert [t.key for t in conversation.turns] == ["widget:1", "widget:2"]
+    keys = [t.key for t in conversation.turns]
+    assert keys[0] == "widget:1" and re.fullmatch(r"widget:[0-9a-f]{12}", keys[1])
     assert texts(server.last)[0] == ("user", "old question")
 
 
@@ -550,21 +552,41 @@ def test_stop_declines_a_pending_approval(ip, make, server, registry):
     assert len(generate_requests(server)) == 1 and len(gemini_magic.conversation("tools-stop")) == 0
 
 
-def test_the_chat_model_follows_the_settings_until_picked_here(ip, make, server):
-    chat = make("chat", "models")
+def test_the_chat_model_is_its_own_and_does_not_follow_the_settings(ip, make, magics, server):
+    from gemini_magic.widgets.chat_view import MODEL_LABEL, MODEL_TIP
+
+    ok(ip, "%config GeminiMagics.model = 'gemini-2.5-pro'")
+    chat = make("chat", "models")  # the first value is GeminiMagics.model's
     panel = make("settings")
-    assert chat.model.options == panel.model.options and chat.model.value == "gemini-2.5-flash"
-    panel.model.value = "gemini-2.5-pro"
+    assert chat.model.options == panel.model.options and chat.model.value == "gemini-2.5-pro"
+    panel.model.value = "gemini-2.5-flash-lite"  # the settings panel is for cells
+    ok(ip, "%config GeminiMagics.model = 'gemini-3-flash-preview'")
+    assert magics.model == "gemini-3-flash-preview"
     assert chat.model.value == "gemini-2.5-pro"
+    assert repr(chat) == "ChatWidget(conversation='models', model='gemini-2.5-pro')"
     chat.send("which model?")
     chat.wait(10)
     assert server.last.model == "gemini-2.5-pro"
-    chat.model.value = "gemini-3-flash-preview"  # picked in the chat: the chat keeps it
-    ok(ip, "%config GeminiMagics.model = 'gemini-2.5-flash-lite'")
-    assert chat.model.value == "gemini-3-flash-preview"
+    chat.model.value = "gemini-2.5-flash"  # picked in the chat: used from the next message
     chat.send("and now?")
     chat.wait(10)
-    assert server.last.model == "gemini-3-flash-preview"
+    assert server.last.model == "gemini-2.5-flash" and magics.model == "gemini-3-flash-preview"
+    # ...and said where it shows: a label before the dropdown, with the tooltip on both.
+    children = list(chat.top.children)
+    label = children[children.index(chat.model) - 1]
+    assert label is chat.model_label and MODEL_LABEL == "Model (this chat)" and MODEL_LABEL in label.value
+    assert MODEL_TIP == "Used by this chat only; %%gemini cells use the settings panel's model"
+    assert label.tooltip == chat.model.tooltip == MODEL_TIP
+    assert 'title="Used by this chat only; %%gemini cells use the settings panel&#x27;s model"' in label.value
+
+
+def test_chat_ui_options_give_the_first_model(ip, magics, server):
+    widget = ip.run_line_magic("gemini", "chat-ui opted -m gemini-2.5-flash-lite")
+    try:
+        ok(ip, "%config GeminiMagics.model = 'gemini-2.5-pro'")
+        assert widget.model.value == "gemini-2.5-flash-lite"
+    finally:
+        widget.close()
 
 
 def test_repr_is_short_and_deterministic(make):
@@ -775,3 +797,571 @@ def test_kernel_widget_stop_closes_the_connection_within_a_second(kern, server):
     assert ex.stream_text() == "True\nThe next answer. 1\n"
     assert len([r for r in server.requests if r.action == "streamGenerateContent"]) == 2
     kern.run("w.close()", check=True)
+
+
+# -- the settings panel for a newcomer: "model default", plain words, tooltips, width ---------
+
+
+OPTIONAL_SETTINGS = [("temperature", 1.0), ("top_p", 0.95), ("max_tokens", 8192)]
+
+
+def _panel_widgets(widget) -> list:
+    """A widget and every widget under it."""
+    found, stack = [], [widget]
+    while stack:
+        w = stack.pop()
+        if any(w is seen for seen in found):
+            continue
+        found.append(w)
+        stack.extend(getattr(w, "children", ()))
+    return found
+
+
+def _shows_model_default(row) -> bool:
+    """Unset: the editor is disabled and hidden, a disabled box reading "model default" in its place."""
+    return (row.value is None and not row.enabled.value and row.editor.disabled
+            and row.editor.layout.display == "none" and row.default.layout.display is None
+            and row.default.value == "model default" and row.default.disabled)
+
+
+def _shows_editor(row, value) -> bool:
+    return (row.enabled.value and not row.editor.disabled and row.editor.layout.display is None
+            and row.default.layout.display == "none" and row.editor.value == value)
+
+
+def test_settings_panel_unset_settings_read_model_default(make, magics):
+    panel = make("settings")
+    for name, _ in OPTIONAL_SETTINGS:
+        row = getattr(panel, name)
+        assert getattr(magics, name) is None
+        assert _shows_model_default(row), name
+        # No number shows: the only visible editor is the "model default" box.
+        shown = [w for w in row.children if w.layout.display != "none"]
+        assert shown == [row.label, row.enabled, row.default]
+
+
+def test_settings_panel_ticking_enables_an_editor_with_a_value_and_sets_it(make, magics):
+    panel = make("settings")
+    for name, start in OPTIONAL_SETTINGS:
+        row = getattr(panel, name)
+        row.enabled.value = True
+        assert _shows_editor(row, start), name
+        assert getattr(magics, name) == start
+    panel.temperature.editor.value = 0.7
+    assert magics.temperature == 0.7
+    panel.temperature.enabled.value = False  # back to the model's default
+    assert magics.temperature is None and _shows_model_default(panel.temperature)
+    panel.temperature.enabled.value = True  # ticked again: the last value
+    assert magics.temperature == 0.7 and _shows_editor(panel.temperature, 0.7)
+
+
+def test_settings_panel_follows_config_between_a_value_and_model_default(ip, make):
+    panel = make("settings")
+    ok(ip, "%config GeminiMagics.temperature = 0.3")
+    assert _shows_editor(panel.temperature, 0.3)
+    ok(ip, "%config GeminiMagics.max_tokens = 300")
+    assert _shows_editor(panel.max_tokens, 300)
+    ok(ip, "%config GeminiMagics.temperature = None")
+    assert _shows_model_default(panel.temperature)
+    ok(ip, "%config GeminiMagics.max_tokens = None")
+    assert _shows_model_default(panel.max_tokens)
+    assert repr(panel) == ("SettingsPanel(model='gemini-2.5-flash', temperature=None, top_p=None, "
+                           "max_tokens=None, tools=())")
+
+
+def test_settings_panel_header_says_what_it_is_for_in_plain_words(make):
+    panel = make("settings")
+    header = panel.header.value
+    assert panel.children[0] is panel.header
+    headline = "Settings for %%gemini cells and the chat: the model, and how it answers."
+    assert headline in header
+    # The technical detail is a small line after the headline, not the headline.
+    assert header.index(headline) < header.index("GeminiMagics") and "%config" in header
+    hint = header[header.rindex("<div"):]
+    assert "font-size:0.85em" in hint and "GeminiMagics" in hint and "%config" in hint
+    assert "GeminiMagics" not in header[:header.rindex("<div")]
+
+
+def test_settings_panel_tools_box_says_what_selecting_does(ip, make, registry):
+    panel = make("settings")
+    assert panel.tool_select.options == ()
+    hint = panel.tools_hint.value
+    assert "No notebook functions yet" in hint and "define it in a cell" in hint and "↻" in hint
+    assert panel.tool_select.disabled
+    ok(ip, 'def shout(text: str) -> str:\n    """Upper-case a text."""\n    return text.upper()\n')
+    panel.refresh()
+    hint = panel.tools_hint.value
+    assert panel.tool_select.options == ("shout",) and not panel.tool_select.disabled
+    assert "Gemini may call the selected functions in every %%gemini cell and chat" in hint
+    assert "--tools" in hint and "No notebook functions" not in hint
+
+
+def test_settings_panel_is_as_wide_as_the_chat_and_its_labels_align(make):
+    from gemini_magic.widgets.settings import LABEL_WIDTH, MAX_WIDTH
+
+    chat = make("chat", "width")
+    panel = make("settings")
+    assert panel.layout.max_width == chat.layout.max_width == MAX_WIDTH
+    assert panel.layout.width is None  # full width up to the max, as the chat
+    rows = [w for w in panel.children if len(getattr(w, "children", ())) > 1]
+    assert len(rows) == 6  # model, temperature, top-p, max tokens, system, default tools
+    labels = [row.children[0] for row in rows]
+    assert [label.value.rsplit(">", 2)[1].removesuffix("</div") for label in labels] == [
+        "Model", "Temperature", "Top-p", "Max tokens", "System", "Default tools"]
+    assert {(label.layout.width, label.layout.margin) for label in labels} == {(LABEL_WIDTH, "2px 8px 2px 2px")}
+    assert all('text-align:right' in label.value for label in labels)
+
+
+def test_settings_panel_every_control_has_a_tooltip(make):
+    import ipywidgets
+
+    panel = make("settings")
+    controls = [w for w in _panel_widgets(panel)
+                if isinstance(w, (ipywidgets.ValueWidget, ipywidgets.Button)) and not isinstance(w, ipywidgets.HTML)]
+    kinds = {type(w).__name__ for w in controls}
+    assert kinds == {"Dropdown", "Checkbox", "FloatSlider", "BoundedIntText", "Text", "Textarea", "SelectMultiple",
+                     "Button"}
+    for control in controls:
+        assert control.tooltip and len(control.tooltip) > 20, control
+        # ipywidgets 8 shows a control's tooltip only when it has no description (the labels are separate).
+        assert getattr(control, "description", "") == "", control
+    assert "Tick to choose the temperature yourself" in panel.temperature.enabled.tooltip
+    assert "(one cell: -t)" in panel.temperature.editor.tooltip
+    labels = [w for w in _panel_widgets(panel) if isinstance(w, ipywidgets.HTML) and w.layout.width == "120px"]
+    assert len(labels) == 6 and all(' title="' in label.value and label.tooltip for label in labels)
+
+
+# -- the chat widget: a scrolling transcript, the input pinned under it ------------------------
+
+
+def test_the_transcript_scrolls_above_a_pinned_input(make, server):
+    from gemini_magic.widgets.chat_view import TRANSCRIPT_HEIGHT
+    from gemini_magic.widgets.messages import CSS
+
+    chat = make("chat", "pinned")
+    # The frame: the header row, the scroll box, then the attachments, the input and the status line.
+    assert list(chat.children) == [chat.top, chat.scroller, chat.attached, chat.input_row, chat.status]
+    layout = chat.scroller.layout
+    assert TRANSCRIPT_HEIGHT == "min(60vh, 520px)" and layout.max_height == TRANSCRIPT_HEIGHT
+    assert layout.overflow == "auto" and layout.display == "flex"
+    # column-reverse makes the bottom the scroll origin: the newest message stays in view
+    # while the reader is at the bottom, and a scrolled-up view is left alone.
+    assert layout.flex_flow == "column-reverse"
+    assert list(chat.scroller.children) == [chat.transcript]
+    assert chat.transcript.layout.flex == "0 0 auto"  # the messages never shrink to fit: they scroll
+    assert "gm-scroll" in chat.scroller._dom_classes and "gm-messages" in chat.transcript._dom_classes
+    assert ".gm-chat .gm-scroll{" in CSS and ".gm-chat .gm-messages{flex:0 0 auto}" in CSS
+    for i in range(12):
+        chat.send(f"message {i}")
+        chat.wait(10)
+    # Messages go into the scroll box, in order: the pinned input is not among them.
+    assert len(chat.transcript.children) == 24 and chat.input_row not in chat.transcript.children
+    assert chat.transcript.children[-1] is chat.messages[-1].widget
+
+
+def test_bubble_css_keeps_code_blocks_and_their_copy_button_in_place(make, server):
+    from gemini_magic.widgets.messages import CSS
+
+    chat = make("chat", "code")
+    server.queue(Reply(text="Here:\n\n```python\nprint('hi')\n```\n"))
+    chat.send("code please")
+    chat.wait(10)
+    live = chat.messages[-1].html
+    chat.refresh()  # rebuilt from the turn, as after a cell or in a new kernel
+    rebuilt = chat.messages[-1].html
+    for markup in (live, rebuilt):
+        assert '<div class="gemini-code" style="position:relative">' in markup
+        assert 'class="gemini-copy"' in markup and "<span style=" in markup  # highlighted by pygments
+    # The Copy button sits at the top right of its wrapper, over the bubble's own pre styling.
+    assert ".gm-chat .gm-bubble .gemini-code{position:relative}" in CSS
+    assert ".gm-chat .gm-bubble .gemini-code pre{padding-right:4em}" in CSS
+
+
+def test_a_rebuilt_turn_shows_images_and_code_gemini_ran_as_a_live_one(make, server):
+    import base64
+
+    chat = make("chat", "media")
+    image = base64.b64encode(png_bytes()).decode()
+    server.queue(Reply(parts=[{"text": "A red square: "}, {"inlineData": {"mimeType": "image/png", "data": image}},
+                              {"executableCode": {"language": "PYTHON", "code": "print(1 + 1)"}}]))
+    chat.send("draw")
+    chat.wait(10)
+    live = chat.messages[-1].html
+    chat.refresh()
+    rebuilt = chat.messages[-1].html
+    for markup in (live, rebuilt):
+        assert f'<img src="data:image/png;base64,{image}"' in markup and "zoom-in" in markup
+        assert "Code Gemini ran" in markup and 'class="gemini-copy"' in markup
+
+
+# -- the chat widget: status inside the bubble ------------------------------------------------
+
+
+def _values(widget) -> list[str]:
+    seen = [widget.value]
+    widget.observe(lambda change: seen.append(change.new), "value")
+    return seen
+
+
+def test_the_bubble_says_retrying_not_writing_while_a_retry_waits(make, server):
+    chat = make("chat", "retrying")
+    server.queue(Error.server(503, retry_delay="1s"), Reply(text="Got through."))
+    statuses = _values(chat.status)
+    chat.send("hello")
+    bubble = _values(chat.messages[-1].widget)
+    chat.wait(15)
+    retrying = [v for v in bubble if "Retrying in 1 s (attempt 2 of 4)." in v]
+    assert retrying, bubble
+    for value in retrying:
+        # The status is the bubble's text: nothing claims Gemini is writing.
+        assert "Gemini is writing" not in value
+        assert '<div class="gm-bubble gm-model"><div class="gm-bubble-status">' in value
+        assert "overloaded. Please try again later. Retrying" in value  # sentences, joined as sentences
+    # ...and the status line under the input says it too, then goes back to "answering".
+    assert any("Retrying in 1 s" in v for v in statuses)
+    assert "Got through." in chat.messages[-1].html and "Retrying" not in chat.messages[-1].html
+    assert chat.status.value == ""
+
+
+def test_the_bubble_says_waiting_not_writing_during_a_rate_limit_wait(make, magics, server):
+    magics.rate_limits = {"gemini-2.5-flash": {"rpm": 1}}
+    magics.engine  # noqa: B018
+    magics.connection.limiter.window = 2.0
+    chat = make("chat", "waiting")
+    chat.send("first")
+    chat.wait(10)
+    statuses = _values(chat.status)
+    chat.send("second")
+    bubble = _values(chat.messages[-1].widget)
+    chat.wait(10)
+    waiting = [v for v in bubble if "Waiting" in v]
+    assert waiting, bubble
+    for value in waiting:
+        assert "Gemini is writing" not in value and "gm-typing" not in value
+        assert re.search(r"Waiting \d s: rate limit: 1 request a minute on gemini-2\.5-flash\.<", value)
+    assert any("Waiting" in v for v in statuses)
+    assert "Echo: second" in chat.messages[-1].html and "Waiting" not in chat.messages[-1].html
+
+
+def test_lines_the_widget_writes_read_as_sentences(make, server, tmp_path, monkeypatch):
+    chat = make("chat", "sentences")
+    server.queue(Error(400, "INVALID_ARGUMENT", "Fake INTERNAL"))
+    chat.send("fail")
+    chat.wait(10)
+    assert "Fake INTERNAL." in chat.messages[-1].html
+    server.queue(Reply(chunks=[f"w{i} " for i in range(20)], delay=0.2))
+    chat.send("stop me")
+    wait_for(lambda: "w1" in chat.messages[-1].html, what="the first chunks")
+    chat.stop()
+    assert "Stopped: the partial answer stays here, but is not part of the conversation." in chat.messages[-1].html
+    monkeypatch.chdir(tmp_path)
+    chat.export_button.click()
+    assert re.search(r"Exported to \S+ and \S+\.md\.</div>", chat.status.value)
+    chat.send_button.click()  # nothing typed: nothing said
+    chat._say("A note without a full stop")
+    assert "A note without a full stop.</div>" in chat.status.value
+
+
+# -- the chat widget: Retry ---------------------------------------------------------------------
+
+
+def _retry_button(message):
+    row = message.actions
+    return row.children[0] if row is not None else None
+
+
+def test_a_failed_answer_has_a_retry_button_that_sends_the_same_message_again(make, server):
+    chat = make("chat", "retry-button")
+    chat.send("fine")
+    chat.wait(10)
+    assert all(m.actions is None for m in chat.messages)  # an answer that came has none
+    server.queue(Error(400, "INVALID_ARGUMENT", "Bad request"), Reply(text="Second time lucky."))
+    image = png_bytes()
+    chat.upload.value = (upload("chart.png", image, "image/png"),)
+    chat.send("What is in this chart?")
+    chat.wait(10)
+    failed = chat.messages[-1]
+    button = _retry_button(failed)
+    assert button is not None and button.description == "Retry" and button.tooltip
+    # Shown under the failed bubble, in the transcript.
+    children = list(chat.transcript.children)
+    assert children[children.index(failed.widget) + 1] is failed.actions
+    assert len(gemini_magic.conversation("retry-button")) == 1
+    button.click()
+    assert chat.wait(10)
+    asked = [r for r in generate_requests(server) if r.last_user_text() == "What is in this chart?"]
+    assert len(asked) == 2 and [m for m, _ in asked[1].media()] == ["image/png"] and asked[1].media()[0][1] == image
+    # One question and one answer in the view for it, and no button left.
+    assert [(m.role, m.text) for m in chat.messages] == [
+        ("user", "fine"), ("model", "Echo: fine"), ("user", "What is in this chart?"), ("model", "Second time lucky.")]
+    assert all(m.actions is None for m in chat.messages) and chat._failed is None
+    assert len(chat.transcript.children) == 4 and failed.widget not in chat.transcript.children
+    assert "chart.png" in chat.messages[-2].html
+    assert len(gemini_magic.conversation("retry-button")) == 2
+    assert chat.retry() is False  # nothing left to retry
+
+
+def test_a_stopped_answer_can_be_retried_from_code(make, server):
+    chat = make("chat", "retry-stopped")
+    server.queue(Reply(chunks=[f"s{i} " for i in range(30)], delay=0.2), Reply(text="Whole answer."))
+    chat.send("go")
+    wait_for(lambda: "s1" in chat.messages[-1].html, what="the first chunks")
+    chat.stop()
+    assert _retry_button(chat.messages[-1]) is not None
+    assert chat.retry()
+    chat.wait(10)
+    assert [(m.role, m.text) for m in chat.messages] == [("user", "go"), ("model", "Whole answer.")]
+    assert len(generate_requests(server)) == 2
+
+
+def test_only_the_latest_failure_offers_retry_and_new_chat_clears_it(make, server):
+    chat = make("chat", "retry-latest")
+    server.queue(Error(400, "INVALID_ARGUMENT", "First failure"))
+    chat.send("one")
+    chat.wait(10)
+    first = chat.messages[-1]
+    assert _retry_button(first) is not None
+    chat.send("two")  # a new message: the earlier failure stays, without its button
+    chat.wait(10)
+    assert first.actions is None and first in chat.messages and chat._failed is None
+    server.queue(Error(400, "INVALID_ARGUMENT", "Second failure"))
+    chat.send("three")
+    chat.wait(10)
+    assert chat._failed is not None
+    chat.new_chat()
+    assert chat._failed is None and chat.messages == [] and chat.retry() is False
+
+
+# -- the chat widget: keys ----------------------------------------------------------------------
+
+
+def test_widget_turn_keys_are_unique_and_never_a_counter(ip, make, server):
+    from gemini_magic.client import types
+
+    conversation = gemini_magic.conversation("keys")
+    Content = types().Content
+    for key in ("widget:1", "widget:2"):  # as another kernel numbered them, restored from its notebook
+        conversation.commit(key, Content(role="user", parts=[{"text": key}]),
+                            Content(role="model", parts=[{"text": "a"}]))
+    conversation.turns[0].restored = conversation.turns[1].restored = True
+    chat = make("chat", "keys")
+    for text in ("a", "b", "c"):
+        chat.send(text)
+        chat.wait(10)
+    keys = [t.key for t in conversation.turns]
+    assert len(keys) == len(set(keys)) == 5
+    assert all(re.fullmatch(r"widget:[0-9a-f]{12}", k) for k in keys[2:])
+
+
+# -- the chat widget: the static transcript saved with the notebook --------------------------------
+
+
+@pytest.fixture
+def published(ip, monkeypatch):
+    """Every display message the shell publishes: dicts with data, metadata, transient, update."""
+    seen = []
+    original = ip.display_pub.publish
+
+    def publish(data, metadata=None, source=None, *, transient=None, update=False, **kwargs):
+        seen.append({"data": data, "metadata": metadata or {}, "transient": transient or {}, "update": update})
+        return original(data, metadata=metadata, transient=transient, update=update, **kwargs)
+
+    monkeypatch.setattr(ip.display_pub, "publish", publish)
+    return seen
+
+
+def _transcripts(published) -> list[dict]:
+    return [m for m in published if "gemini_magic" in m["metadata"]
+            and "transcript" in m["metadata"]["gemini_magic"]]
+
+
+def test_displaying_the_widget_adds_a_static_transcript_kept_current(ip, make, server, published):
+    from IPython.display import display
+
+    from gemini_magic.widgets.messages import STATIC_STYLE
+
+    chat = make("chat", "saved")
+    display(chat)
+    widget, transcript = published
+    assert widget["data"]["text/plain"] == "ChatWidget(conversation='saved', model='gemini-2.5-flash')"
+    assert widget["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] == chat.model_id
+    display_id = transcript["transient"]["display_id"]
+    assert display_id and not transcript["update"]
+    assert transcript["metadata"] == {"gemini_magic": {"transcript": []}}
+    assert transcript["data"]["text/plain"] == "Conversation 'saved', 0 turns\n\nConversation 'saved' is empty."
+    assert transcript["data"]["text/html"].startswith(STATIC_STYLE)
+    assert 'class="gm-transcript-static"' in transcript["data"]["text/html"]
+
+    # An answer kept: the transcript is updated (from the request thread), records and all.
+    server.queue(Reply(text="Kyoto in autumn."))
+    chat.send("Where should I go?")
+    chat.wait(10)
+    update = _transcripts(published)[-1]
+    assert update["update"] and update["transient"]["display_id"] == display_id
+    records = update["metadata"]["gemini_magic"]["transcript"]
+    assert records == [turn_record("saved", t) for t in gemini_magic.conversation("saved").turns]
+    assert len(records) == 1 and "Kyoto in autumn." in update["data"]["text/plain"]
+    assert "Kyoto in autumn." in update["data"]["text/html"] and "Where should I go?" in update["data"]["text/html"]
+
+    # A cell that continues the conversation: updated after the cell.
+    ok(ip, "%%gemini -c saved\nAnd in spring?")
+    assert len(_transcripts(published)[-1]["metadata"]["gemini_magic"]["transcript"]) == 2
+    # A cell that leaves it alone: no update.
+    count = len(published)
+    ok(ip, "1 + 1")
+    assert len(_transcripts(published[count:])) == 0
+    # A failed answer changes no turn: no update either.
+    server.queue(Error(400, "INVALID_ARGUMENT", "Nope"))
+    chat.send("fail")
+    chat.wait(10)
+    assert len(_transcripts(published[count:])) == 0
+    # New chat: empty again.
+    chat.new_chat()
+    last = _transcripts(published)[-1]
+    assert last["update"] and last["metadata"] == {"gemini_magic": {"transcript": []}}
+    assert last["data"] == transcript["data"]  # the same as when displayed empty
+
+
+def test_the_cell_ending_in_chat_ui_shows_the_widget_and_its_transcript(ip, server, published):
+    ok(ip, "%%gemini -c shown\nHello")
+    result = ok(ip, "%gemini chat-ui shown")
+    try:
+        data = [m["data"] for m in published if "application/vnd.jupyter.widget-view+json" in m["data"]]
+        assert len(data) == 1 and data[0]["text/plain"].startswith("ChatWidget(conversation='shown'")
+        transcript = _transcripts(published)
+        assert len(transcript) == 1
+        # The first display is the conversation when displayed: what nbval compares on each run.
+        assert transcript[0]["data"]["text/plain"] == (
+            "Conversation 'shown', 1 turn\n\n[1] You:\nHello\n[1] Gemini (gemini-2.5-flash):\nEcho: Hello")
+        assert len(transcript[0]["metadata"]["gemini_magic"]["transcript"]) == 1
+        # Displayed again, at the same state: the same output (nothing random in it).
+        ip.run_cell("_")
+        again = _transcripts(published)
+        assert len(again) == 2 and again[1]["data"] == again[0]["data"]
+        assert again[1]["transient"]["display_id"] != again[0]["transient"]["display_id"]
+    finally:
+        result.result.close()
+
+
+def test_a_closed_widget_displays_only_its_repr(make, published):
+    from IPython.display import display
+
+    chat = make("chat", "closed")
+    chat.close()
+    display(chat)
+    closed = "ChatWidget(conversation='closed', model='gemini-2.5-flash')"
+    assert [m["data"] for m in published] == [{"text/plain": closed}]
+
+
+def test_the_saved_transcript_continues_the_conversation_in_a_new_kernel(ip, make, server, published, env,
+                                                                        tmp_path):
+    import nbformat
+    from IPython.display import display
+
+    from gemini_magic.notebook_file import saved_turns
+
+    chat = make("chat", "kept")
+    display(chat)
+    server.queue(Reply(text="Ramen in Sapporo."), Reply(text="Soba in Nagano."))
+    for text in ("Where for ramen?", "And soba?"):
+        chat.send(text)
+        chat.wait(10)
+    output = _transcripts(published)[-1]
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("%gemini chat-ui kept")
+    cell.outputs = [nbformat.v4.new_output("display_data", output["data"], metadata=output["metadata"])]
+    nb.cells.append(cell)
+    path = tmp_path / "kept.ipynb"
+    nbformat.write(nb, path)
+    notebook = json.loads(path.read_text())
+
+    expected = gemini_magic.conversation("kept").turns
+    saved = saved_turns(notebook, "kept", cell_ids=True)
+    assert not saved.broken
+    assert [(t.key, t.text("user"), t.text("model")) for t in saved.turns] == [
+        (t.key, t.text("user"), t.text("model")) for t in expected]
+    assert all(t.restored for t in saved.turns)
+
+    # A new kernel running that notebook: the widget shows the saved turns, and goes on from them.
+    chat.close()
+    ip.run_line_magic("unload_ext", "gemini_magic")
+    ip.run_line_magic("load_ext", "gemini_magic")
+    env.setenv("JPY_SESSION_NAME", str(path))
+    import gemini_magic.widgets as gw
+
+    again = gw.chat_widget(gemini_magic._magics, "kept")
+    try:
+        assert [m.text for m in again.messages] == ["Where for ramen?", "Ramen in Sapporo.", "And soba?",
+                                                     "Soba in Nagano."]
+        again.send("And udon?")
+        again.wait(10)
+        assert [t for _, t in texts(server.last)] == ["Where for ramen?", "Ramen in Sapporo.", "And soba?",
+                                                      "Soba in Nagano.", "And udon?"]
+    finally:
+        again.close()
+
+
+def test_the_saved_transcript_of_a_hostile_answer_is_inert(ip, make, server, published):
+    from IPython.display import display
+
+    from gemini_magic.widgets.messages import STATIC_STYLE
+    from tests.test_markdown_safety import assert_inert
+
+    chat = make("chat", "hostile-saved")
+    display(chat)
+    server.queue(Reply(text=f"Look: {HOSTILE} and {SCRIPT} [x](javascript:alert(3)) done."))
+    chat.send(f"my own {HOSTILE} {SCRIPT}")
+    chat.wait(10)
+    markup = _transcripts(published)[-1]["data"]["text/html"]
+    # Our one style block (the rule that hides it beside the live widget), then nothing active.
+    assert markup.startswith(STATIC_STYLE) and markup.count("<style") == 1
+    assert STATIC_STYLE.startswith(
+        "<style>.jp-OutputArea:has(.gm-chat) .jp-OutputArea-child:has(.gm-transcript-static),"
+        ".jp-OutputArea:has(.gm-chat) .gm-transcript-static,"
+        ".output:has(.gm-chat) .output_area:has(.gm-transcript-static){display:none}")
+    assert "url(" not in STATIC_STYLE and "@import" not in STATIC_STYLE
+    rest = markup[len(STATIC_STYLE):]
+    assert_inert(rest)
+    assert "<img src=x" not in rest and "<script>" not in rest
+    assert "&lt;img src=x onerror=alert(1)&gt;" in rest and "&lt;script&gt;alert(2)&lt;/script&gt;" in rest
+    assert HOSTILE in _transcripts(published)[-1]["data"]["text/plain"]  # the plain text is text
+
+
+def test_kernel_chat_ui_displays_the_widget_and_updates_its_transcript(kern, server):
+    server.queue(Reply(chunks=["Pinned ", "and saved."], delay=0.1))
+    ex = kern.run("w = %gemini chat-ui kernel-saved\nw", check=True)
+    shown = ex.of_type("display_data")
+    assert len(shown) == 2 and not ex.of_type("execute_result")
+    assert "application/vnd.jupyter.widget-view+json" in shown[0]["content"]["data"]
+    display_id = shown[1]["content"]["transient"]["display_id"]
+    assert shown[1]["content"]["metadata"] == {"gemini_magic": {"transcript": []}}
+    kern.run("w.send('save me')", check=True)
+    deadline = time.monotonic() + 20
+    records = None
+    while records is None:  # the update comes from the request thread, after the cell
+        assert time.monotonic() < deadline, "no transcript update"
+        try:
+            msg = kern.client.get_iopub_msg(timeout=1)
+        except queue.Empty:
+            continue
+        if msg["msg_type"] == "update_display_data" and msg["content"]["transient"]["display_id"] == display_id:
+            records = msg["content"]["metadata"]["gemini_magic"]["transcript"]
+            data = msg["content"]["data"]
+    assert [r["conversation"] for r in records] == ["kernel-saved"]
+    assert "Pinned and saved." in data["text/plain"] and "Pinned and saved." in data["text/html"]
+    kern.run("w.close()", check=True)
+
+
+def test_the_saved_transcript_never_holds_the_key(make, server, published):
+    from IPython.display import display
+
+    from tests.conftest import TEST_KEY
+
+    chat = make("chat", "keyless")
+    display(chat)
+    chat.send(f"my key is {TEST_KEY}")
+    chat.wait(10)
+    saved = _transcripts(published)[-1]
+    assert TEST_KEY not in json.dumps(saved["data"]) and TEST_KEY not in json.dumps(saved["metadata"])
+    assert "my key is &lt;redacted&gt;" in saved["data"]["text/html"]
+    assert "my key is <redacted>" in saved["data"]["text/plain"]

@@ -41,6 +41,11 @@ def ask_many(session, template: str, rows, options, *, mode: str = "local", colu
     options = dataclasses.replace(options, over=None, column=None, batch_api=False, out=None)
     recipe = session.recipe(options, "batch-api" if mode == "api" else "batch", **(surroundings or {}))
     requests, like = build_requests(recipe, template.strip(), rows)
+    if options.dry_run:
+        from ..counting import count_batch
+
+        return count_batch(session.engine, requests, batch_api=mode == "api",
+                           service_tier=recipe.config.get("service_tier")), None
     if mode == "api":
         from .api import run as run_job
 

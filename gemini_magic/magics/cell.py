@@ -23,6 +23,8 @@ def ask(magics, options: Options, line: str, cell: str):
     for text in prepared.notes:
         note(text, shell=magics.shell)
 
+    if options.dry_run:
+        return _dry_run(magics, options, prepared, debug)
     renderer = renderer_for(magics.shell, fmt=prepared.fmt, footer=bool(options.usage or settings.usage),
                             interval=settings.update_interval)
     # -f code: the JupyterLab extension, when it answered our hello, puts the code in the
@@ -61,3 +63,19 @@ def _next_cell(magics, text: str, by_kernel: bool) -> None:
         magics.shell.set_next_input(extract_code(text)[0], replace=False)
     else:
         note("The code is in the cell below.", shell=magics.shell)
+
+
+def _dry_run(magics, options: Options, prepared, debug: bool):
+    """--dry-run: count the request (countTokens only), show the counts and the cost."""
+    from ..counting import count_request, price
+
+    engine = magics.session.engine
+    try:
+        count = price(count_request(engine, prepared.request), engine, prepared.request.config.get("service_tier"))
+    except GeminiError as error:
+        raise magics.fail(error, debug) from None
+    if options.out:
+        magics.shell.user_ns[options.out] = count
+    from IPython.display import display
+
+    display(count.bundle(), raw=True)

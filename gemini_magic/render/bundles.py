@@ -88,7 +88,8 @@ def transcript_bundle(conversation) -> dict:
                      f"{turn.text('model')}")
     if not lines:
         lines = plain = [f"Conversation {conversation.name!r} is empty."]
-    header = f"Conversation {conversation.name!r}, {len(conversation.turns)} turns"
+    n = len(conversation.turns)
+    header = f"Conversation {conversation.name!r}, {n} turn{'s' * (n != 1)}"
     return {
         "text/html": f'<div class="gemini-history"><p><em>{html.escape(header)}</em></p>'
                      f"{to_html(chr(10).join(lines))}</div>",

@@ -10,8 +10,22 @@ Decisions, and why:
 - **Same conversation as the cells.** The widget is a view of
   `magics.conversations[NAME]`, the object `%%gemini --chat NAME` uses: a turn made here
   is history for the next cell and the other way round. Turns made here have the key
-  `widget:<n>`. The view is rebuilt from the conversation when it is made and after
-  any cell changes it, so a closed and re-opened widget shows the same messages.
+  `widget:<12 hex digits>` (random: a conversation restored from a saved notebook holds
+  turns other kernels made, and counters would collide). The view is rebuilt from the
+  conversation when it is made and after any cell changes it, so a closed and re-opened
+  widget shows the same messages.
+- **Saved with the notebook.** Displaying the widget (`display(chat)`, or a cell ending
+  in it) shows two outputs: the live widget, and a static transcript (messages.py's
+  `transcript_output`) that the live widget hides while it shows. A notebook opened
+  without a kernel shows the transcript; its metadata holds the turns' records, from
+  which a new kernel continues the conversation (notebook_file.py). The transcript is
+  updated (`update_display_data`) whenever the conversation's turns change: an answer
+  kept, New chat, a cell that used the conversation. Its first state is the
+  conversation when displayed, so strict nbval, which applies no updates, sees the same
+  output on every run.
+- **The model is the chat's own.** The dropdown starts at the chat-ui options' model,
+  or GeminiMagics.model, and only a pick here changes it ("Model (this chat)"); the
+  settings panel and %config are for cells.
 - **One request path.** A message is built by the session like a cell's request
   (requests.py, front end "widget"): the options given to `%gemini chat-ui NAME
   [options]` apply to every message, and one that cannot apply is refused by name.
@@ -27,6 +41,11 @@ Decisions, and why:
   The partial answer stays on screen and the conversation is unchanged, as after an
   interrupted cell. It never interrupts the kernel. The widget takes one request at a
   time: Send waits until the stopped request has really ended.
+- **Retry.** A failed answer, and a stopped one (stopping is often a slip, or a
+  wish to try another model), has a Retry button under it, and `retry()` does the same:
+  the question and the failed answer leave the view and the same text and attachments
+  are sent again, with the model now picked. Only the latest failure offers it; the
+  conversation never held the failed turn, so nothing else changes.
 - **Untrusted output.** Every message is rendered by `render.bundles.compose` /
   `render.markdown.to_html` (no raw HTML, safe links only); the user's own text, tool
   arguments and errors are escaped. An `HTML` widget sets innerHTML unsanitized, so
@@ -53,6 +72,7 @@ Decisions, and why:
 from __future__ import annotations
 
 import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,19 +83,28 @@ from ..render.widget import TYPING, model_html
 from .approval import Approval
 from .chat_view import ChatView
 from .messages import (
+    BUSY,
     Message,
     attachment_names,
     export,
     transcript_markdown,
+    transcript_output,
     turn_meta,
     turn_model,
     user_html,
 )
 
+# The static transcripts kept current: one per display of the widget, the newest ones (a
+# re-run cell's old output is gone from the page, and updating it would cost messages).
+_KEPT_DISPLAYS = 8
+
 
 @dataclass
 class _Run:
     message: Message
+    text: str = ""  # what was asked, and its attachments ({"name", "content"}): for Retry
+    files: list = field(default_factory=list)
+    user: Message | None = None
     answer: Any = None
     pending: Any = None  # history.PendingTurn
     thread: threading.Thread | None = None
@@ -89,8 +118,8 @@ class _Run:
 class ChatWidget(ChatView):
     """A chat over the conversation NAME, shared with `%%gemini --chat NAME` cells.
 
-    The buttons call `send()`, `stop()` and `new_chat()`; code may call them too.
-    `options` (an options.Options) apply to every message, as a cell's options do.
+    The buttons call `send()`, `stop()`, `retry()` and `new_chat()`; code may call them
+    too. `options` (an options.Options) apply to every message, as a cell's options do.
     """
 
     def __init__(self, magics, name: str = "chat", tools: list[str] | tuple[str, ...] = (),
@@ -110,13 +139,14 @@ class ChatWidget(ChatView):
             self.options.approve = approve
         self._lock = threading.RLock()
         self._shown: tuple = ()  # the conversation's turns the view was built from
+        self._failed: _Run | None = None  # the latest failed or stopped message, which Retry sends again
+        self._transcripts: list = []  # display handles of the static transcript, one per display
+        self._published: tuple = ()  # (turn, trimmed) pairs the static transcript shows
 
+        # The model: the options' or GeminiMagics.model, once; then the dropdown's own.
         self._build(magics, name, self.options.model)
         self.refresh()
         self._shell = getattr(magics, "shell", None)
-        # The chat's model follows GeminiMagics.model (the settings panel, %config)
-        # until another one is picked here.
-        magics.observe(self._follow_model, "model")
         if self._shell is not None:
             # Turns that cells add to the conversation show here after the cell runs.
             self._shell.events.register("post_run_cell", self._after_cell)
@@ -149,6 +179,21 @@ class ChatWidget(ChatView):
     def send(self, text: str | None = None) -> bool:
         """Send `text` (default: the input box's) and the attached files. The answer
         streams in a background thread; this returns at once. False if nothing was sent."""
+        from_box = text is None
+        text = (self.text if from_box else text).strip()
+        files = [{"name": f["name"], "content": bytes(f["content"])} for f in self.upload.value]
+        return self._send_message(text, files, from_box)
+
+    def retry(self) -> bool:
+        """Send the latest failed (or stopped) message again, with its attachments: the
+        failed question and answer leave the view, the new ones take their place. False
+        if there is none, or it could not be sent (the reason shows in the status line)."""
+        failed = self._failed
+        if failed is None:
+            return False
+        return self._send_message(failed.text, failed.files, from_box=False, replacing=failed)
+
+    def _send_message(self, text: str, files: list, from_box: bool, replacing: _Run | None = None) -> bool:
         if self._closed:
             return False
         if self.busy:
@@ -156,30 +201,30 @@ class ChatWidget(ChatView):
             return False
         from ..errors import GeminiError
 
-        from_box = text is None
-        text = (self.text if from_box else text).strip()
-        files = list(self.upload.value)
         if not text and not files:
             return False
         if not self.model.value:
-            self._say("No model: pick one, or set %config GeminiMagics.model.", error=True)
+            self._say("No model: pick one in the list.", error=True)
             return False
-        self._sync()  # turns that cells added meanwhile come first
-        run = _Run(Message("model", "", widgets.HTML(model_html(TYPING))))
+        self._sync()  # turns that cells added meanwhile come first (a rebuilt view has no failure left)
+        run = _Run(Message("model", "", widgets.HTML(model_html(TYPING))), text=text, files=files)
         options = self._options(files)
         try:
             prepared = self.magics.session.prepare(
                 text, options, "widget", key=self._new_key(), default_chat=self.name,
                 ask_approval=lambda call: self._ask(run, call))
         except GeminiError as error:
-            self._say(f"{error.message} {error.hint}".strip(), error=True)
+            self._say(str(error), error=True)
             return False
         run.pending = prepared.pending
         run.answer = self.magics.session.send(prepared)
         if from_box:
             self.text = ""
-        self.upload.value = ()
-        self._add(Message("user", text, widgets.HTML(user_html(text, [f["name"] for f in files]))))
+        if replacing is None:
+            self.upload.value = ()  # sent; a retry leaves what is attached for the next message
+        self._drop_failed(remove=replacing is not None)
+        run.user = Message("user", text, widgets.HTML(user_html(text, [f["name"] for f in files])))
+        self._add(run.user)
         self._add(run.message)
         self._run = run
         self._set_busy(True)
@@ -233,18 +278,20 @@ class ChatWidget(ChatView):
                 turns = tuple(self.conversation.turns)
             self._shown = turns
             old = self.messages
+            self._failed = None  # its messages go with the others
             self.messages = []
             for turn in turns:
                 user = turn.text("user")
                 self.messages.append(Message("user", user, widgets.HTML(
                     user_html(user, attachment_names(turn.user))), turn))
                 body, text = turn_model(turn)
-                note = "(trimmed: no longer sent)" if turn.trimmed else ""
+                note = "Trimmed: this turn is no longer sent to Gemini." if turn.trimmed else ""
                 self.messages.append(Message("model", text, widgets.HTML(
                     model_html(body, turn_meta(turn), note)), turn))
             self._show_log()
             for message in old:
-                message.widget.close()
+                _close(message)
+            self._publish()
 
     def _sync(self) -> None:
         """Rebuild the view if the conversation changed since it was built."""
@@ -274,10 +321,6 @@ class ChatWidget(ChatView):
         self.stop()
         if run is not None and run.thread is not None:
             run.thread.join(2)
-        try:
-            self.magics.unobserve(self._follow_model, "model")
-        except (ValueError, AttributeError):
-            pass
         if self._shell is not None:
             try:
                 self._shell.events.unregister("post_run_cell", self._after_cell)
@@ -286,16 +329,55 @@ class ChatWidget(ChatView):
         if self in getattr(self.magics, "widgets", []):
             self.magics.widgets.remove(self)
         for message in self.messages:
-            message.widget.close()
-        for child in (self.model, self.header, self.input, self.area, self.multiline, self.upload,
-                      self.send_button, self.stop_button, self.new_button, self.export_button, self.attached,
-                      self.status, self.transcript, self.input_row):
+            _close(message)
+        for child in (self.model_label, self.model, self.header, self.input, self.area, self.multiline,
+                      self.upload, self.send_button, self.stop_button, self.new_button, self.export_button,
+                      self.attached, self.status, self.transcript, self.scroller, self.input_row, self.top,
+                      self._empty):
             child.close()
         super().close()
 
     def __repr__(self) -> str:
         # Short and deterministic: nbval compares a widget's text/plain.
         return f"ChatWidget(conversation={self.name!r}, model={self.model.value!r})"
+
+    def _ipython_display_(self) -> None:
+        """`display(chat)`, or a cell ending in it: the live widget, then the static
+        transcript (see the module's docstring), updated as the conversation changes."""
+        from IPython.display import display
+
+        bundle = self._repr_mimebundle_() if callable(self._repr_mimebundle_) else None  # None once closed
+        display(bundle or {"text/plain": repr(self)}, raw=True)
+        if self._closed:
+            return
+        with self._lock:
+            data, metadata = transcript_output(self.conversation, self.name)
+            self._published = self._turns_shown()
+            self._transcripts.append(display(data, raw=True, metadata=metadata, display_id=True))
+            del self._transcripts[:-_KEPT_DISPLAYS]
+
+    # -- the static transcript --------------------------------------------------------
+
+    def _turns_shown(self) -> tuple:
+        with self.conversation.lock:
+            return tuple((turn, turn.trimmed) for turn in self.conversation.turns)
+
+    def _publish(self) -> None:
+        """Update the static transcript(s) if the conversation's turns changed since."""
+        with self._lock:
+            if not self._transcripts or self._closed:
+                return
+            shown = self._turns_shown()
+            if len(shown) == len(self._published) and all(
+                    a is b and x == y for (a, x), (b, y) in zip(shown, self._published, strict=True)):
+                return
+            data, metadata = transcript_output(self.conversation, self.name)
+            self._published = shown
+            for handle in self._transcripts:
+                try:
+                    handle.update(data, raw=True, metadata=metadata)
+                except Exception:  # noqa: BLE001  (no frontend to send to any more: nothing to keep current)
+                    pass
 
     # -- request ----------------------------------------------------------------------
 
@@ -309,10 +391,8 @@ class ChatWidget(ChatView):
                                    image=list(self.options.image or []) + images or None)
 
     def _new_key(self) -> str:
-        n = 1 + sum(1 for t in self.conversation.turns if t.key.startswith("widget:"))
-        while self.conversation.index_of(f"widget:{n}") is not None:
-            n += 1
-        return f"widget:{n}"
+        # Random: a restored conversation holds turns other kernels keyed.
+        return f"widget:{uuid.uuid4().hex[:12]}"
 
     def _parent(self):
         get = getattr(self._shell, "get_parent", None)
@@ -330,7 +410,8 @@ class ChatWidget(ChatView):
             # ipykernel 7: output from this thread (a tool's print) belongs to the
             # message that sent the chat message, not to whichever cell runs now.
             self._shell.set_thread_parent(parent)
-        renderer = WidgetRenderer(run.message.widget, interval=self.magics.update_interval)
+        renderer = WidgetRenderer(run.message.widget, interval=self.magics.update_interval,
+                                  on_status=lambda status: self._answer_status(run, status))
         renderer.notes.extend(notes)
         try:
             play(run.answer, renderer)
@@ -341,7 +422,7 @@ class ChatWidget(ChatView):
 
     def _finish(self, run: _Run) -> None:
         from ..client import find_api_key
-        from ..errors import scrub
+        from ..errors import scrub, sentence
 
         with self._lock:
             if run.finished:
@@ -350,7 +431,7 @@ class ChatWidget(ChatView):
             answer = run.answer
             run.message.text = answer.text
             if run.crash is not None:
-                note = scrub(f"The chat failed: {type(run.crash).__name__}: {run.crash}", find_api_key())
+                note = scrub(sentence(f"The chat failed: {type(run.crash).__name__}: {run.crash}"), find_api_key())
                 run.message.widget.value = model_html("", note=note, error=True)
             for approval in run.approvals:
                 approval.decide(False)
@@ -365,9 +446,50 @@ class ChatWidget(ChatView):
                 turns = self.conversation.turns
                 if turns and turns[-1].key == run.pending.key and _same(turns[:-1], self._shown):
                     self._shown = tuple(turns)  # the view already shows every turn
+            elif not self._closed:
+                self._offer_retry(run)
             self._show_log()
             self._set_busy(False)
+            self._publish()
         run.done.set()
+
+    # -- Retry ------------------------------------------------------------------------
+
+    def _offer_retry(self, run: _Run) -> None:
+        """A Retry button under the failed (or stopped) answer; only the latest has one."""
+        self._drop_failed(remove=False)
+        button = widgets.Button(description="Retry", icon="redo", tooltip="Send this message again",
+                                layout=widgets.Layout(width="auto"))
+        button.on_click(lambda _: self.retry())
+        row = widgets.HBox([button])
+        row.add_class("gm-retry-row")
+        run.message.actions = row
+        self._failed = run
+
+    def _drop_failed(self, remove: bool) -> None:
+        """The latest failure gives up its Retry button, and with `remove` leaves the view."""
+        failed, self._failed = self._failed, None
+        if failed is None:
+            return
+        if failed.message.actions is not None:
+            for child in (*failed.message.actions.children, failed.message.actions):
+                child.close()
+            failed.message.actions = None
+        if remove:
+            self.messages = [m for m in self.messages if m is not failed.user and m is not failed.message]
+            for message in (failed.user, failed.message):
+                if message is not None:
+                    _close(message)
+        self._show_log()
+
+    def _answer_status(self, run: _Run, status: str) -> None:
+        """The bubble's status (a rate-limit wait, a retry) in the status line too."""
+        if self._run is not run or run.finished:
+            return
+        if status:
+            self._say(status)  # escaped and scrubbed of the key, as every status line
+        else:
+            self.status.value = BUSY
 
     def _ask(self, run: _Run, call) -> bool:
         """Toolbox approval, on the request thread: show the buttons, wait for a click."""
@@ -386,8 +508,18 @@ class ChatWidget(ChatView):
         return approval.allowed and not run.stopped
 
     def _after_cell(self, result=None) -> None:
-        if not self._closed and self._run is None:
+        if self._closed:
+            return
+        if self._run is None:
             self._sync()
+        self._publish()  # a cell's turn in this conversation, even while an answer streams
+
+
+def _close(message: Message) -> None:
+    message.widget.close()
+    if message.actions is not None:
+        for child in (*message.actions.children, message.actions):
+            child.close()
 
 
 def _same(turns, shown) -> bool:

@@ -1,6 +1,22 @@
 """The chat widget's controls and view, apart from what it does with a conversation
 (chat.py): the transcript, the input (one line, or several with the ¶ toggle), the
-buttons, attachments and the status line."""
+buttons, attachments and the status line.
+
+The transcript scrolls inside the widget and the input stays pinned under it, so the
+widget keeps one height however long the chat gets (at most TRANSCRIPT_HEIGHT). The
+newest message stays in view while the reader is at the bottom; once they scroll up, the
+view stays where they put it. That is done by CSS alone, which ipywidgets 8 can carry
+everywhere (no front-end code of ours): the scroll box (`scroller`) lays out its one
+child, the messages (`transcript`), with `flex-direction: column-reverse`, which makes
+the bottom the box's scroll origin. A browser keeps the scroll offset from the origin as
+content grows: at the bottom (offset 0) the view follows new text; scrolled up, the
+browser's scroll anchoring keeps the messages being read in place.
+
+The model dropdown is the chat's own: its first value is the chat-ui options' model, or
+GeminiMagics.model, and from then on only a pick here changes it (the label says so). A
+settings-panel change is for %%gemini cells; following it silently would change the
+model under a conversation, while the widget's repr still named the old one.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +24,12 @@ import html
 
 import ipywidgets as widgets
 
-from .messages import BUSY, CSS, Message
+from .messages import BUSY, CSS, MAX_WIDTH, Message
 from .models import bare, model_choices
+
+TRANSCRIPT_HEIGHT = "min(60vh, 520px)"
+MODEL_LABEL = "Model (this chat)"
+MODEL_TIP = "Used by this chat only; %%gemini cells use the settings panel's model"
 
 
 class ChatView(widgets.VBox):
@@ -24,11 +44,21 @@ class ChatView(widgets.VBox):
         if current and current not in ids:
             ids.insert(0, current)  # a model the list lacks (a preview, a gateway's) is kept
         self.model = widgets.Dropdown(options=ids, value=current or None,
-                                      layout=widgets.Layout(width="230px"), tooltip="Model for this chat")
+                                      layout=widgets.Layout(width="230px"), tooltip=MODEL_TIP)
+        # A label of its own: ipywidgets 8 shows a described control's tooltip nowhere.
+        self.model_label = widgets.HTML(
+            f'<span title="{html.escape(MODEL_TIP)}" style="opacity:0.75;white-space:nowrap">'
+            f"{html.escape(MODEL_LABEL)}</span>", tooltip=MODEL_TIP, layout=widgets.Layout(flex="0 0 auto"))
         self.header = widgets.HTML(
             CSS + f'<b>Gemini chat</b> <span style="opacity:0.6">· {html.escape(name)}</span>',
             layout=widgets.Layout(flex="1 1 auto"))
-        self.transcript = widgets.VBox(layout=widgets.Layout(padding="4px 2px", min_height="60px"))
+        # The messages, in a scroll box whose origin is its bottom (see the module's docstring).
+        self.transcript = widgets.VBox(layout=widgets.Layout(padding="4px 2px", flex="0 0 auto"))
+        self.transcript.add_class("gm-messages")
+        self.scroller = widgets.Box([self.transcript], layout=widgets.Layout(
+            display="flex", flex_flow="column-reverse", max_height=TRANSCRIPT_HEIGHT, min_height="60px",
+            overflow="auto"))  # both ways: an image opened full size, or a wide table, scrolls, not clipped
+        self.scroller.add_class("gm-scroll")
         self.input = widgets.Text(placeholder="Message Gemini — Enter sends", continuous_update=True,
                                   layout=widgets.Layout(flex="1 1 auto", width="auto"))
         self.input.on_msg(self._input_message)
@@ -61,12 +91,12 @@ class ChatView(widgets.VBox):
 
         self.input_row = widgets.HBox([self.upload, self.multiline, self.input, self.send_button],
                                       layout=widgets.Layout(align_items="center", grid_gap="4px"))
-        top = widgets.HBox([self.header, self.model, self.new_button, self.stop_button, self.export_button],
-                           layout=widgets.Layout(align_items="center", grid_gap="4px"))
+        self.top = widgets.HBox([self.header, self.model_label, self.model, self.new_button, self.stop_button,
+                                 self.export_button], layout=widgets.Layout(align_items="center", grid_gap="4px"))
         super().__init__(
-            [top, self.transcript, self.attached, self.input_row, self.status],
+            [self.top, self.scroller, self.attached, self.input_row, self.status],
             layout=widgets.Layout(border="1px solid var(--jp-border-color1,#ccc)",
-                                  padding="8px 10px", max_width="860px", grid_gap="2px"),
+                                  padding="8px 10px", max_width=MAX_WIDTH, grid_gap="2px"),
         )
         self.add_class("gm-chat")
 
@@ -87,7 +117,11 @@ class ChatView(widgets.VBox):
         return message
 
     def _show_log(self) -> None:
-        children = [m.widget for m in self.messages]
+        children = []
+        for message in self.messages:
+            children.append(message.widget)
+            if message.actions is not None:
+                children.append(message.actions)
         run = self._run
         if run is not None:
             children += [a.widget for a in run.approvals]
@@ -105,10 +139,10 @@ class ChatView(widgets.VBox):
 
     def _say(self, text: str, error: bool = False) -> None:
         from ..client import find_api_key
-        from ..errors import scrub
+        from ..errors import scrub, sentence
 
         cls = "gm-status gm-error" if error else "gm-status"
-        shown = html.escape(scrub(text, find_api_key()))
+        shown = html.escape(scrub(sentence(text), find_api_key()))
         self.status.value = f'<div class="{cls}">{shown}</div>' if text else ""
 
     def _input_message(self, widget, content, buffers) -> None:
@@ -128,7 +162,7 @@ class ChatView(widgets.VBox):
     def _attachments_changed(self, change) -> None:
         names = [f"{f['name']} ({f['size'] / 1024:,.0f} KB)" for f in change.new]
         self.attached.value = (
-            '<div class="gm-meta">📎 ' + html.escape(", ".join(names)) + " — sent with the next message</div>"
+            '<div class="gm-meta">📎 ' + html.escape(", ".join(names)) + ": sent with the next message.</div>"
             if names else "")
 
     def _export_clicked(self) -> None:
@@ -137,11 +171,4 @@ class ChatView(widgets.VBox):
         except OSError as exc:
             self._say(f"Cannot export: {exc}", error=True)
             return
-        self._say("Exported to " + " and ".join(str(p) for p in paths))
-
-    def _follow_model(self, change) -> None:
-        old, new = bare(change.old), bare(change.new)
-        if new and self.model.value in (old, None):
-            if new not in self.model.options:
-                self.model.options = [new, *self.model.options]
-            self.model.value = new
+        self._say("Exported to " + " and ".join(str(p) for p in paths) + ".")

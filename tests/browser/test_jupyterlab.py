@@ -186,7 +186,8 @@ def test_widgets_in_jupyterlab(services, page):
     assert all(len(a) < len(b) for a, b in zip(partial, partial[1:], strict=False)), partial
     final = last_model_text(chat)
     assert "Hello from the fake Gemini, streamed in small pieces." in final
-    assert "gemini-2.5-pro" in final  # the usage line names the model the panel picked
+    # The chat's model is its own ("Model (this chat)"): the panel's pick is for cells.
+    assert "gemini-2.5-flash" in final and "gemini-2.5-pro" not in final
     assert chat.locator(".gm-model strong, .gm-model li, .gm-model pre code").count() == 4  # Markdown rendered
     shot(page, "3-chat", chat)
 

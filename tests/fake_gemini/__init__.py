@@ -21,12 +21,21 @@ Knobs (reset() restores them and clears the queue, log and responder):
     server.accept_model_prefixes  unlisted ids accepted for generation ("gemini", "gemma")
     server.valid_keys        None = any key, else a set of accepted keys
     server.chunk_delay       seconds between streamed chunks
+    server.now(), server.advance(seconds)  the server's clock (cache expiry) and moving it on
+    server.caches            explicit caches by name; server.cache_min_tokens replaces the
+                             per-model minimum (1024 Flash, 4096 Pro), e.g. 1 for tiny caches
+    server.implicit_cache    report repeated prompt prefixes as cached (Gemini 2.5+), off
+                             unless FakeGemini(implicit_cache=True) or set
+    server.served_tier       the tier every answer reports (None: the one asked for)
+    server.count(body, model)  a request body's prompt tokens, as countTokens counts them
 Answers are shaped as the real API sends them (gemini-wire.md, "What the real
 server sends"): usage on every streamed chunk, thought signatures by model family
 (gemini-3* vs 2.5), Google's JSON formatting; grounding_metadata() builds grounding
 with UTF-8 byte offsets.
 Log: server.requests (ReceivedRequest list), server.last, server.errors
-(exceptions raised by a responder, each answered with a 500).
+(exceptions raised by a responder, each answered with a 500). A request that uses a
+cache shows the cache's turns first in user_texts()/all_texts() (cached_texts() alone)
+and its token count in request.tokens; the default echo still answers its own last text.
 Scripts: FakeGemini.from_script(path_or_dict), server.load_script(...);
 CLI: python -m tests.fake_gemini --port 0 --script FILE.json.
 """
@@ -36,10 +45,13 @@ from .server import (
     Blocked,
     Error,
     FakeGemini,
+    PromptTokens,
     RawResponse,
     ReceivedRequest,
     Reply,
     ScriptResponder,
+    TokenCount,
+    count_prompt,
     grounding_metadata,
 )
 
@@ -48,9 +60,12 @@ __all__ = [
     "Blocked",
     "Error",
     "FakeGemini",
+    "PromptTokens",
     "RawResponse",
     "ReceivedRequest",
     "Reply",
     "ScriptResponder",
+    "TokenCount",
+    "count_prompt",
     "grounding_metadata",
 ]

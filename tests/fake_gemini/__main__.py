@@ -1,6 +1,6 @@
 """Run the fake Gemini server until killed.
 
-    python -m tests.fake_gemini --port 0 --script rules.json [--chunk-delay 0.05]
+    python -m tests.fake_gemini --port 0 --script rules.json [--chunk-delay 0.05] [--implicit-cache]
 
 Prints ``URL=http://127.0.0.1:PORT`` on one line (flushed) once it is
 listening, so a parent process can read the address.
@@ -33,10 +33,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="accept only this API key (repeatable); default accepts any key",
     )
+    parser.add_argument("--implicit-cache", action="store_true",
+                        help="report repeated prompt prefixes as cached, as Gemini 2.5+ does")
     parser.add_argument("--verbose", action="store_true", help="log requests to stderr")
     args = parser.parse_args(argv)
 
-    server = FakeGemini(host=args.host, port=args.port, verbose=args.verbose)
+    server = FakeGemini(host=args.host, port=args.port, verbose=args.verbose, implicit_cache=args.implicit_cache)
     if args.script:
         server.load_script(args.script)
     if args.chunk_delay is not None:

@@ -60,6 +60,36 @@ authority):
   location (ADC, ``Authorization: Bearer``)
   ``/v1beta1/projects/{p}/locations/{l}/publishers/google/models/{m}:...``.
   Generate, stream and countTokens are served on both.
+* Token counts (see "Token counting" below for the rules): ``count_prompt``
+  counts ``:countTokens`` and the ``promptTokenCount`` of every answer alike, so
+  a dry run's ``totalTokens`` is the later answer's prompt count. countTokens
+  takes ``contents``, the REST wrapper ``{"generateContentRequest": {model,
+  contents, systemInstruction, tools, generationConfig, cachedContent}}`` or
+  Vertex's top-level ``systemInstruction``/``tools``/``generationConfig``, and
+  answers pretty JSON ``{"totalTokens", "promptTokensDetails"}`` (plus
+  ``cachedContentTokenCount``/``cacheTokensDetails`` with a cache), as
+  realwire/i_count_tokens_*. SDK 3.6.1's ``count_tokens`` sends only
+  ``contents`` to the Developer API (system_instruction, tools and
+  generation_config raise ValueError before any request) and keeps only
+  ``total_tokens`` and ``cached_content_token_count`` of the answer.
+* cachedContents (``client.caches``): ``POST /{v}/cachedContents`` (the body is
+  the CachedContent: model "models/{m}", contents, systemInstruction, tools,
+  toolConfig, ttl "300s" or expireTime, displayName), ``GET``, ``GET`` list
+  (pageSize/pageToken, ``{}`` when none is alive), ``PATCH`` (ttl or expireTime;
+  the SDK sends no updateMask), ``DELETE`` (``{}``). The answer is ``{name,
+  model, createTime, updateTime, expireTime (nanoseconds), displayName ("" when
+  none), usageMetadata: {totalTokenCount}}`` in that order
+  (realwire/i_cached_contents_create). A generate request names one with a
+  top-level ``cachedContent``; its usage then has ``cachedContentTokenCount`` and
+  ``cacheTokensDetails``, and ``promptTokenCount`` includes the cached tokens
+  (realwire/i_cached_contents_use). An expired, deleted or unknown cache is 403
+  PERMISSION_DENIED, also on GET. Expiry follows ``now()``, which tests move
+  with ``advance(seconds)``.
+* Service tier: the request's top-level ``serviceTier`` (the SDK sends
+  GenerateContentConfig.service_tier lower-cased: flex, standard, priority) is
+  echoed in ``usageMetadata.serviceTier`` and ``X-Gemini-Service-Tier``; SDK
+  3.6.1's usage type has no field for it, the header is readable through
+  ``response.sdk_http_response.headers``.
 """
 
 from __future__ import annotations
@@ -69,6 +99,7 @@ import collections
 import copy
 import hashlib
 import json
+import math
 import re
 import select
 import socket
@@ -78,7 +109,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -121,6 +152,13 @@ _VERTEX_ROUTE = re.compile(
     r"publishers/(?P<publisher>[^/]+)/models/(?P<model>[^/:]+)"
     r"(?::(?P<action>[A-Za-z]+))?$"
 )
+# /{version}/cachedContents[/{id}]: explicit context caches (client.caches).
+_CACHES_ROUTE = re.compile(r"^/(?P<version>v1|v1beta)/cachedContents(?:/(?P<cache>[^/:]+))?$")
+# Actions of cachedContents requests, as ReceivedRequest.action.
+CACHE_ACTIONS = ("createCachedContent", "getCachedContent", "listCachedContents", "updateCachedContent",
+                 "deleteCachedContent")
+DEFAULT_CACHE_TTL = timedelta(hours=1)  # a cache created without ttl or expireTime
+IMPLICIT_CACHE_WINDOW = timedelta(hours=1)  # how long a prompt prefix stays implicitly cached here
 # What the Batch API's states are called on the wire (the SDK shows JOB_STATE_*).
 BATCH_DONE_STATES = ("BATCH_STATE_SUCCEEDED", "BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED", "BATCH_STATE_EXPIRED")
 _BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
@@ -366,13 +404,16 @@ class Error:
         model: str = "gemini-nonexistent",
         version: str = "v1",
         method: str = "generateContent",
+        listing: str = "ListModels",
         **kwargs: Any,
     ) -> Error:
-        """404 NOT_FOUND for an unknown model (or one lacking the method)."""
+        """404 NOT_FOUND for an unknown model (or one lacking the method). `listing` is
+        the method the message points to: "ListModels" as realwire/h_404 (2025) says it,
+        "ModelService.ListModels" in newer answers (gemini-wire.md fact 11)."""
         name = model if model.startswith("models/") else f"models/{model}"
         message = (
             f"{name} is not found for API version {version}, or is not "
-            f"supported for {method}. Call ListModels to see the list of "
+            f"supported for {method}. Call {listing} to see the list of "
             "available models and their supported methods."
         )
         return cls(404, "NOT_FOUND", message, **kwargs)
@@ -483,6 +524,15 @@ class ReceivedRequest:
     vertex: bool = False  # a Vertex AI route (publishers/.../models/...)
     project: str | None = None  # Vertex AI: the project and location in the path, if any
     location: str | None = None
+    cache: str | None = None  # cachedContents API: "cachedContents/{id}" for get/update/delete
+    # Set by the server once it has checked the request (None on a request it refused):
+    # the explicit cache the request names, as stored ({"contents", "systemInstruction",
+    # "tools", "toolConfig"}; its turns come first in user_texts(), all_texts(), ...), the
+    # prompt's token count (``tokens.cached``: the explicit or implicit cache's share), and
+    # the service tier the answer reports.
+    cached: dict[str, Any] | None = None
+    tokens: PromptTokens | None = None
+    served_tier: str | None = None
 
     @property
     def api_key(self) -> str | None:
@@ -492,12 +542,15 @@ class ReceivedRequest:
     def stream(self) -> bool:
         return self.action == "streamGenerateContent"
 
-    def _contents(self) -> list[Any]:
+    def _contents(self, cached: bool = True) -> list[Any]:
+        """The request's contents, after those of the cache it uses (unless ``cached=False``)."""
         body = self.body if isinstance(self.body, dict) else {}
         contents = _get(body, "contents")
         if contents is None:  # countTokens may wrap a whole request
             contents = _get(_get(body, "generateContentRequest"), "contents")
-        return contents if isinstance(contents, list) else []
+        own = contents if isinstance(contents, list) else []
+        before = _get(self.cached, "contents") if cached else None
+        return (before if isinstance(before, list) else []) + own
 
     def user_texts(self) -> list[str]:
         """All text parts of user turns (role "user" or no role), in order.
@@ -519,16 +572,40 @@ class ReceivedRequest:
         return texts
 
     def system_texts(self) -> list[str]:
+        """The system instruction's texts (the cache's, for a request using one)."""
         body = self.body if isinstance(self.body, dict) else {}
-        return _content_texts(_get(body, "systemInstruction"))
+        system = _get(body, "systemInstruction")
+        if system is None:
+            system = _get(self.cached, "systemInstruction")
+        return _content_texts(system)
+
+    def cached_texts(self) -> list[str]:
+        """Text parts of the explicit cache's contents (any role) that the request uses."""
+        contents = _get(self.cached, "contents")
+        return [text for content in contents or [] for text in _content_texts(content)]
 
     def last_user_text(self) -> str:
         texts = self.user_texts()
         return texts[-1] if texts else ""
 
     def prompt_words(self) -> int:
-        """Whitespace words in all request texts (our stand-in for tokens)."""
+        """Whitespace words in all request texts (cached ones included): the TEXT tokens of
+        a request made of text only (``prompt_tokens()`` counts everything)."""
         return sum(count_words(t) for t in self.all_texts() + self.system_texts())
+
+    def prompt_tokens(self) -> PromptTokens:
+        """The prompt's token count: as the server counted it, else counted here (without
+        the server's uploaded files, caches and implicit caching)."""
+        if self.tokens is not None:
+            return self.tokens
+        return PromptTokens(count_prompt(self.body, self.model))
+
+    @property
+    def service_tier(self) -> str | None:
+        """The service tier asked for (``serviceTier``), lower case; "standard" when not
+        given; None for a value the API does not know."""
+        body = self.body if isinstance(self.body, dict) else {}
+        return normalize_tier(_get(body, "serviceTier"))
 
     def after_tools(self) -> bool:
         """Whether the last turn carries function responses (a tool loop's next step)."""
@@ -536,19 +613,19 @@ class ReceivedRequest:
         parts = (_get(contents[-1], "parts") or []) if contents else []
         return any(isinstance(p, dict) and _get(p, "functionResponse") is not None for p in parts)
 
-    def user_parts(self) -> list[dict[str, Any]]:
+    def user_parts(self, cached: bool = True) -> list[dict[str, Any]]:
         """Raw part dicts of user turns (role "user" or no role), in order."""
         parts: list[dict[str, Any]] = []
-        for content in self._contents():
+        for content in self._contents(cached):
             if _get(content, "role") in (None, "user"):
                 parts.extend(p for p in _get(content, "parts") or [] if isinstance(p, dict))
         return parts
 
-    def media(self) -> list[tuple[str, bytes | str]]:
+    def media(self, cached: bool = True) -> list[tuple[str, bytes | str]]:
         """The non-text user parts in order: (mime type, decoded inline bytes)
         for inlineData, (mime type, file URI) for fileData."""
         found: list[tuple[str, bytes | str]] = []
-        for part in self.user_parts():
+        for part in self.user_parts(cached):
             inline = _get(part, "inlineData")
             if isinstance(inline, dict):
                 found.append((_get(inline, "mimeType"), b64decode(_get(inline, "data") or "")))
@@ -567,6 +644,324 @@ def b64decode(text: str) -> bytes:
     """Inline data: the SDK sends URL-safe base64; accept the standard alphabet too."""
     padded = text + "=" * (-len(text) % 4)
     return base64.b64decode(padded.replace("-", "+").replace("_", "/"))
+
+
+# ---------------------------------------------------------------------------
+# Token counting: one rule for countTokens, usage, caches and implicit caching
+# ---------------------------------------------------------------------------
+#
+# The server's stand-in for Gemini's tokenizer. One function, count_prompt(), counts a
+# request for :countTokens, for the promptTokenCount of generate/stream answers and for
+# cachedContents, so a dry run's count equals the later answer's prompt count.
+#
+# * Text: one token per whitespace-separated word (count_words). Texts of every content
+#   (user and model turns; thought parts are left out), the system instruction, text-like
+#   media (text/*, JSON, XML, ... decoded as UTF-8) and, as their JSON text, function
+#   calls, function responses and the tools' functionDeclarations. Built-in tools
+#   (googleSearch, codeExecution, urlContext) and toolConfig count nothing.
+# * Images (inlineData image/*, or fileData of an image uploaded to this server), their
+#   size read from the PNG/JPEG/GIF/WebP header. Gemini 2.x: both sides <= 384 px: 258;
+#   else tiles, crop unit = floor(min(w, h) / 1.5) (at least 256 px here), tiles =
+#   ceil(w / unit) * ceil(h / unit), 258 each. A media resolution makes it a fixed count
+#   per image: LOW 64, MEDIUM 256, HIGH 256 (ULTRA_HIGH as HIGH). Gemini 3 (gemini-3*):
+#   LOW 280, MEDIUM 560, HIGH 1120, ULTRA_HIGH 2240, HIGH when none is given. An image
+#   whose size cannot be read counts as a small one.
+# * PDFs: per page (``/Type /Page`` objects, at least 1): 258 on 2.x (LOW 64, MEDIUM and
+#   HIGH 256), the Gemini 3 table with MEDIUM as the default (as Google's media-resolution
+#   docs give it).
+# * Audio 32 tokens a second, video 263 a second, whatever the resolution. The duration
+#   comes from a WAV header or an MP4/MOV ``mvhd`` box; else from the byte size at an
+#   assumed 128 kbit/s (audio) or 2 Mbit/s (video); a file we do not hold (gs://, YouTube,
+#   another host) is assumed to last 10 s.
+# * A part's own ``mediaResolution`` ({"level"} or {"numTokens"}) wins over
+#   ``generationConfig.mediaResolution``; ``numTokens`` is used as the count as given.
+# * Other binary data counts nothing.
+#
+# Modalities are named as the API names them (TEXT, IMAGE, VIDEO, AUDIO, DOCUMENT) and
+# listed in that order (the SDK's MediaModality order; Google's own order is not known).
+
+MODALITIES = ("TEXT", "IMAGE", "VIDEO", "AUDIO", "DOCUMENT")
+IMAGE_TOKENS = 258  # a small image, or one 768x768 tile (Gemini 2.x)
+SMALL_IMAGE_SIDE = 384
+PDF_PAGE_TOKENS = 258
+AUDIO_TOKENS_PER_SECOND = 32
+VIDEO_TOKENS_PER_SECOND = 263
+ASSUMED_AUDIO_BYTES_PER_SECOND = 16_000  # 128 kbit/s
+ASSUMED_VIDEO_BYTES_PER_SECOND = 250_000  # 2 Mbit/s
+UNKNOWN_MEDIA_SECONDS = 10
+RESOLUTION_TOKENS_2X = {"LOW": 64, "MEDIUM": 256, "HIGH": 256, "ULTRA_HIGH": 256}
+RESOLUTION_TOKENS_3 = {"LOW": 280, "MEDIUM": 560, "HIGH": 1120, "ULTRA_HIGH": 2240}
+_TEXT_MIME_TYPES = ("application/json", "application/xml", "application/javascript", "application/x-python",
+                    "application/x-sh", "application/rtf", "application/x-yaml", "application/sql")
+
+
+@dataclass
+class TokenCount:
+    """Tokens by modality ("TEXT", "IMAGE", "VIDEO", "AUDIO", "DOCUMENT")."""
+
+    by_modality: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_modality.values())
+
+    def add(self, modality: str, tokens: int) -> None:
+        if tokens:
+            self.by_modality[modality] = self.by_modality.get(modality, 0) + tokens
+
+    def __add__(self, other: TokenCount) -> TokenCount:
+        both = TokenCount(dict(self.by_modality))
+        for modality, tokens in other.by_modality.items():
+            both.add(modality, tokens)
+        return both
+
+    def details(self) -> list[dict[str, Any]]:
+        """As ``promptTokensDetails``: the modalities that have tokens (TEXT 0 when none has)."""
+        found = [{"modality": m, "tokenCount": self.by_modality[m]} for m in MODALITIES if self.by_modality.get(m)]
+        return found or [{"modality": "TEXT", "tokenCount": 0}]
+
+
+@dataclass
+class PromptTokens:
+    """A prompt's tokens (``prompt``, cached ones included) and the part of them that
+    came from a cache (``cached``: an explicit cache or an implicit cache hit)."""
+
+    prompt: TokenCount
+    cached: TokenCount | None = None
+
+
+def _resolution_level(value: Any) -> str | None:
+    """"MEDIA_RESOLUTION_LOW" | "low" | {"level": ...} -> "LOW"; None for unset/unspecified."""
+    if isinstance(value, dict):
+        value = _get(value, "level")
+    if not isinstance(value, str):
+        return None
+    level = value.upper().removeprefix("MEDIA_RESOLUTION_")
+    return level if level in RESOLUTION_TOKENS_3 else None
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG, GIF, JPEG or WebP header; None if unknown."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 25:
+        kind = data[12:16]
+        if kind == b"VP8 " and len(data) >= 30:
+            return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+        if kind == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if kind == b"VP8X" and len(data) >= 30:
+            return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+        return None
+    if data[:2] == b"\xff\xd8":
+        at = 2
+        while at + 9 <= len(data):
+            if data[at] != 0xFF:
+                return None
+            marker = data[at + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                at += 2
+                continue
+            length = int.from_bytes(data[at + 2 : at + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                return int.from_bytes(data[at + 7 : at + 9], "big"), int.from_bytes(data[at + 5 : at + 7], "big")
+            at += 2 + length
+    return None
+
+
+def pdf_pages(data: bytes) -> int:
+    """Page objects (``/Type /Page``, not ``/Pages``) in a PDF; at least 1."""
+    return max(1, len(re.findall(rb"/Type\s*/Page(?![A-Za-z])", data)))
+
+
+def media_seconds(data: bytes) -> float | None:
+    """Duration of a WAV (from its header) or an MP4/MOV (from its mvhd box); None if unknown."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        at, byte_rate, size = 12, None, None
+        while at + 8 <= len(data):
+            chunk, length = data[at : at + 4], int.from_bytes(data[at + 4 : at + 8], "little")
+            if chunk == b"fmt " and at + 20 <= len(data):
+                byte_rate = int.from_bytes(data[at + 16 : at + 20], "little")
+            elif chunk == b"data":
+                size = min(length, len(data) - at - 8)
+                break
+            at += 8 + length + (length & 1)
+        return size / byte_rate if byte_rate and size is not None else None
+    at = data.find(b"mvhd")
+    if at >= 4:
+        version = data[at + 4]
+        # After version and flags: creation and modification times (4 or 8 bytes each),
+        # the timescale (4) and the duration (4 or 8).
+        fields = data[at + 16 : at + 24] if version == 0 else data[at + 24 : at + 36]
+        if version == 0 and len(fields) == 8:
+            scale, duration = int.from_bytes(fields[:4], "big"), int.from_bytes(fields[4:], "big")
+        elif version == 1 and len(fields) == 12:
+            scale, duration = int.from_bytes(fields[:4], "big"), int.from_bytes(fields[4:], "big")
+        else:
+            return None
+        return duration / scale if scale else None
+    return None
+
+
+def media_tokens(mime: str | None, data: bytes | None, model: str | None, level: str | None = None,
+                 num_tokens: int | None = None) -> tuple[str, int]:
+    """(modality, tokens) of one inline or uploaded medium; ``data`` None for a file we do
+    not hold. ``level``: the media resolution in force ("LOW", ...), ``num_tokens``: a
+    part's own count."""
+    mime = (mime or "").lower().split(";")[0].strip()
+    gemini3 = is_gemini3(model)
+    if mime.startswith("image/"):
+        if num_tokens:
+            return "IMAGE", num_tokens
+        if gemini3:
+            return "IMAGE", RESOLUTION_TOKENS_3[level or "HIGH"]
+        if level:
+            return "IMAGE", RESOLUTION_TOKENS_2X[level]
+        size = image_size(data) if data else None
+        if size is None or max(size) <= SMALL_IMAGE_SIDE:
+            return "IMAGE", IMAGE_TOKENS
+        width, height = size
+        unit = max(256, min(width, height) * 2 // 3)  # floor(min / 1.5)
+        return "IMAGE", IMAGE_TOKENS * math.ceil(width / unit) * math.ceil(height / unit)
+    if mime == "application/pdf":
+        pages = pdf_pages(data) if data else 1
+        if num_tokens:
+            return "DOCUMENT", num_tokens * pages
+        if gemini3:
+            return "DOCUMENT", RESOLUTION_TOKENS_3[level or "MEDIUM"] * pages
+        return "DOCUMENT", (RESOLUTION_TOKENS_2X[level] if level else PDF_PAGE_TOKENS) * pages
+    if mime.startswith(("audio/", "video/")):
+        audio = mime.startswith("audio/")
+        seconds = media_seconds(data) if data else None
+        if seconds is None:
+            rate = ASSUMED_AUDIO_BYTES_PER_SECOND if audio else ASSUMED_VIDEO_BYTES_PER_SECOND
+            seconds = len(data) / rate if data else UNKNOWN_MEDIA_SECONDS
+        per_second = AUDIO_TOKENS_PER_SECOND if audio else VIDEO_TOKENS_PER_SECOND
+        return ("AUDIO" if audio else "VIDEO"), max(1, math.ceil(seconds * per_second))
+    if data and (mime.startswith("text/") or mime in _TEXT_MIME_TYPES):
+        return "TEXT", count_words(data.decode("utf-8", errors="replace"))
+    return "TEXT", 0
+
+
+# resolve(fileUri) -> (mime type, bytes) of a file the server holds, or None.
+FileResolver = Callable[[str], "tuple[str | None, bytes] | None"]
+
+
+def _json_words(value: Any) -> int:
+    return count_words(json.dumps(value, ensure_ascii=False))
+
+
+def count_part(part: Any, model: str | None, level: str | None = None,
+               resolve: FileResolver | None = None) -> tuple[str, int]:
+    """(modality, tokens) of one part; ``level`` is the request's media resolution."""
+    if not isinstance(part, dict):
+        return "TEXT", 0
+    own = _get(part, "mediaResolution")
+    part_level = _resolution_level(own) or level
+    num_tokens = _get(own, "numTokens") if isinstance(own, dict) else None
+    num_tokens = num_tokens if isinstance(num_tokens, int) and num_tokens > 0 else None
+    if isinstance(part.get("text"), str):
+        return "TEXT", 0 if part.get("thought") else count_words(part["text"])
+    inline = _get(part, "inlineData")
+    if isinstance(inline, dict):
+        try:
+            data = b64decode(_get(inline, "data") or "")
+        except ValueError:
+            data = b""
+        return media_tokens(_get(inline, "mimeType"), data, model, part_level, num_tokens)
+    file_data = _get(part, "fileData")
+    if isinstance(file_data, dict):
+        uri = _get(file_data, "fileUri")
+        held = resolve(uri) if resolve is not None and isinstance(uri, str) else None
+        mime = _get(file_data, "mimeType") or (held[0] if held else None)
+        return media_tokens(mime, held[1] if held else None, model, part_level, num_tokens)
+    for key in ("functionCall", "functionResponse"):
+        if _get(part, key) is not None:
+            return "TEXT", _json_words(_get(part, key))
+    code = _get(part, "executableCode")
+    if isinstance(code, dict):
+        return "TEXT", count_words(str(_get(code, "code") or ""))
+    result = _get(part, "codeExecutionResult")
+    if isinstance(result, dict):
+        return "TEXT", count_words(str(_get(result, "output") or ""))
+    return "TEXT", 0
+
+
+def count_contents(contents: Any, model: str | None, level: str | None = None,
+                   resolve: FileResolver | None = None) -> TokenCount:
+    """Tokens of a list of Content dicts (every role)."""
+    count = TokenCount()
+    for content in contents if isinstance(contents, list) else []:
+        for part in _get(content, "parts") or []:
+            count.add(*count_part(part, model, level, resolve))
+    return count
+
+
+def count_tools(tools: Any) -> int:
+    """The function declarations' JSON text; built-in tools count nothing."""
+    declarations = [d for tool in tools if isinstance(tool, dict) for d in _get(tool, "functionDeclarations") or []]
+    return _json_words(declarations) if declarations else 0
+
+
+def prompt_fields(body: Any) -> dict[str, Any]:
+    """The generate-request fields of a body: itself, or the REST countTokens wrapper
+    ``generateContentRequest`` (its Vertex form has systemInstruction/tools at the top)."""
+    body = body if isinstance(body, dict) else {}
+    inner = _get(body, "generateContentRequest")
+    return inner if isinstance(inner, dict) else body
+
+
+def count_prompt(body: Any, model: str | None, resolve: FileResolver | None = None) -> TokenCount:
+    """Tokens of a request's own prompt: contents, system instruction, function
+    declarations (a cache it names is not included)."""
+    fields = prompt_fields(body)
+    level = _resolution_level(_get(_get(fields, "generationConfig"), "mediaResolution"))
+    count = count_contents(_get(fields, "contents"), model, level, resolve)
+    system = _get(fields, "systemInstruction")
+    if isinstance(system, dict):
+        count += count_contents([system], model, level, resolve)
+    elif isinstance(system, str):
+        count.add("TEXT", count_words(system))
+    tools = _get(fields, "tools")
+    if isinstance(tools, list):
+        count.add("TEXT", count_tools(tools))
+    return count
+
+
+def min_cache_tokens(model: str | None) -> int:
+    """The smallest cache a model takes (explicit, and implicit hits): 4096 for Pro models,
+    1024 for the others (Flash, Flash-Lite), as real "too small" errors name them."""
+    return 4096 if "pro" in _bare(model).split("-") else 1024
+
+
+def implicit_caching(model: str | None) -> bool:
+    """Gemini 2.5 and later cache repeated prompt prefixes by themselves."""
+    bare = _bare(model)
+    if bare.startswith("gemini-") and bare.endswith("-latest"):
+        return True
+    found = re.match(r"gemini-(\d+)(?:\.(\d+))?", bare)
+    return bool(found) and (int(found.group(1)), int(found.group(2) or 0)) >= (2, 5)
+
+
+# Service tiers a request may ask for (serviceTier, any case; the enum names too).
+SERVICE_TIERS = ("standard", "flex", "priority")
+
+
+def normalize_tier(value: Any) -> str | None:
+    """A request's serviceTier as the answer names it: "standard" when not given or
+    unspecified; None when the API would not know it."""
+    if value is None:
+        return SERVICE_TIER
+    if not isinstance(value, str):
+        return None
+    tier = value.lower().removeprefix("service_tier_")
+    if tier == "unspecified":
+        return SERVICE_TIER
+    return tier if tier in SERVICE_TIERS else None
+
 
 
 # ---------------------------------------------------------------------------
@@ -639,23 +1034,36 @@ def retry_info(delay: str) -> dict[str, Any]:
     return {"@type": _GOOGLE_RPC + "RetryInfo", "retryDelay": delay}
 
 
-def usage_metadata(prompt: int, candidates: int, thoughts: int = 0) -> dict[str, Any]:
+def usage_metadata(prompt: int | TokenCount | PromptTokens, candidates: int, thoughts: int = 0,
+                   service_tier: str | None = None) -> dict[str, Any]:
+    """usageMetadata as the real API writes it (key order of realwire/i_cached_contents_use):
+    ``prompt`` is a TEXT count, a TokenCount, or PromptTokens whose cached share adds
+    cachedContentTokenCount and cacheTokensDetails (promptTokenCount includes it)."""
+    if not isinstance(prompt, PromptTokens):
+        prompt = PromptTokens(prompt if isinstance(prompt, TokenCount) else TokenCount({"TEXT": prompt}))
+    total = prompt.prompt.total
+    cached = prompt.cached if prompt.cached is not None and prompt.cached.total else None
     usage: dict[str, Any] = {
-        "promptTokenCount": prompt,
+        "promptTokenCount": total,
         "candidatesTokenCount": candidates,
-        "totalTokenCount": prompt + candidates + thoughts,
-        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
+        "totalTokenCount": total + candidates + thoughts,
     }
+    if cached is not None:
+        usage["cachedContentTokenCount"] = cached.total
+    usage["promptTokensDetails"] = prompt.prompt.details()
+    if cached is not None:
+        usage["cacheTokensDetails"] = cached.details()
     if not candidates:
         del usage["candidatesTokenCount"]  # zero is a default: omitted on the wire
     if thoughts:
         usage["thoughtsTokenCount"] = thoughts
-    usage["serviceTier"] = SERVICE_TIER  # recent answers say which tier served them
+    usage["serviceTier"] = service_tier or SERVICE_TIER  # recent answers say which tier served them
     return usage
 
 
 def reply_usage(reply: Reply, request: ReceivedRequest) -> dict[str, Any]:
-    """usageMetadata for a reply: explicit, or counted in whitespace words."""
+    """usageMetadata for a reply: explicit, or counted (prompt: prompt_tokens(); output:
+    whitespace words of the answer's text and thought parts)."""
     if isinstance(reply.usage, list):
         return reply.usage[-1]
     if reply.usage is not None:
@@ -667,7 +1075,7 @@ def reply_usage(reply: Reply, request: ReceivedRequest) -> dict[str, Any]:
             thoughts += words
         else:
             answer += words
-    return usage_metadata(request.prompt_words(), answer, thoughts)
+    return usage_metadata(request.prompt_tokens(), answer, thoughts, request.served_tier)
 
 
 def usage_so_far(final: dict[str, Any], done: int, total: int) -> dict[str, Any]:
@@ -910,9 +1318,7 @@ def grounding_metadata(
 
 
 def blocked_response(blocked: Blocked, request: ReceivedRequest, response_id: str) -> dict[str, Any]:
-    prompt = request.prompt_words()
-    usage = {"promptTokenCount": prompt, "totalTokenCount": prompt,
-             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}], "serviceTier": SERVICE_TIER}
+    usage = usage_metadata(request.prompt_tokens(), 0, 0, request.served_tier)
     return generate_response(
         None,
         request.model or "",
@@ -1166,12 +1572,13 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        version = model = action = file = batch = project = location = None
+        version = model = action = file = batch = project = location = cache = None
         vertex = False
         route = _ROUTE.match(path)
         files_route = _FILES_ROUTE.match(path)
         download_route = _DOWNLOAD_ROUTE.match(path)
         batches_route = _BATCHES_ROUTE.match(path)
+        caches_route = _CACHES_ROUTE.match(path)
         vertex_route = _VERTEX_ROUTE.match(path)
         if route:
             version, model, action = route.group("version", "model", "action")
@@ -1188,6 +1595,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif batches_route:
             version = batches_route.group("version")
             batch, action = _batch_action(self.command, batches_route.group("batch"), batches_route.group("verb"))
+        elif caches_route:
+            version = caches_route.group("version")
+            cache, action = _cache_action(self.command, caches_route.group("cache"))
         elif vertex_route:
             vertex = True
             version, model, action = vertex_route.group("version", "model", "action")
@@ -1210,6 +1620,7 @@ class _Handler(BaseHTTPRequestHandler):
             vertex=vertex,
             project=project,
             location=location,
+            cache=cache,
         )
 
     def _read_body(self, headers: dict[str, str]) -> bytes:
@@ -1289,10 +1700,12 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeGemini:
     """A fake Gemini REST server for the real SDK. See the module docstring."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, verbose: bool = False):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, verbose: bool = False,
+                 implicit_cache: bool = False):
         self.host = host
         self.port = port
         self.verbose = verbose
+        self._implicit_cache_default = implicit_cache
         self._lock = threading.Lock()
         self._queue: collections.deque[Answer] = collections.deque()
         self._raw: collections.deque[RawResponse] = collections.deque()
@@ -1397,6 +1810,26 @@ class FakeGemini:
         # When (time.monotonic) a client closed a stream the server was pausing in.
         self.disconnects: list[float] = []
         self._admitted: collections.deque[float] = collections.deque()
+        # The server's clock (cache expiry, implicit caching): the wall clock moved on by
+        # advance(seconds).
+        self._clock_offset = timedelta(0)
+        # Explicit context caches by name ("cachedContents/{id}" -> {"meta": the
+        # CachedContent JSON, "expire": datetime, "model": bare id, "request": the cached
+        # contents/systemInstruction/tools/toolConfig, "tokens": TokenCount}). Expired
+        # ones are dropped when next looked at. `cache_min_tokens` replaces the
+        # per-model minimum (1024 Flash, 4096 Pro) when set, e.g. 1 to cache a short text.
+        self.caches: dict[str, dict[str, Any]] = {}
+        self._cache_count = 0
+        self.cache_min_tokens: int | None = None
+        # Implicit caching (Gemini 2.5+), off unless asked: a generate request whose
+        # leading items (system instruction, function declarations, then each part of
+        # each content) repeat those of an earlier request to the same model within the last hour
+        # reports them as cached when they reach the model's minimum.
+        self.implicit_cache: bool = self._implicit_cache_default
+        self._prefixes: list[tuple[datetime, str | None, list[str]]] = []
+        # The tier every answer reports instead of the one asked for (None: as asked),
+        # e.g. "standard" for a priority request downgraded when over its limit.
+        self.served_tier: str | None = None
 
     def queue(self, *answers: Answer | str) -> FakeGemini:
         """Queue answers (FIFO) for the next generate/stream calls; a str is Reply(text=...)."""
@@ -1442,6 +1875,16 @@ class FakeGemini:
             raise IndexError("FakeGemini has received no requests")
         return self.requests[-1]
 
+    def now(self) -> datetime:
+        """The server's clock: UTC now, moved on by every advance()."""
+        return datetime.now(UTC) + self._clock_offset
+
+    def advance(self, seconds: float) -> FakeGemini:
+        """Move the server's clock on (caches expire, implicit prefixes age); reset() undoes it."""
+        with self._lock:
+            self._clock_offset += timedelta(seconds=seconds)
+        return self
+
     def load_script(self, path_or_dict: str | Path | dict) -> FakeGemini:
         """Apply a script (rules become the responder). reset() undoes it."""
         data = load_script_data(path_or_dict)
@@ -1482,10 +1925,12 @@ class FakeGemini:
                 return model
         return None
 
-    def _model_error(self, request: ReceivedRequest) -> Error | None:
-        """404 unless the model may serve this action."""
-        model_id = request.model or ""
-        method = "generateContent" if request.action in GENERATE_ACTIONS else str(request.action)
+    def _model_error(self, request: ReceivedRequest, method: str | None = None, model_id: str | None = None,
+                     listing: str = "ListModels") -> Error | None:
+        """404 unless the model may serve this action (or `method`)."""
+        model_id = request.model or "" if model_id is None else model_id
+        if method is None:
+            method = "generateContent" if request.action in GENERATE_ACTIONS else str(request.action)
         listed = self._find_model(model_id)
         if listed is not None:
             methods = listed.get("supportedGenerationMethods")
@@ -1493,7 +1938,7 @@ class FakeGemini:
                 return None
         elif self.models is None or model_id.startswith(tuple(self.accept_model_prefixes)):
             return None
-        return Error.not_found(model_id, request.version or "v1", method)
+        return Error.not_found(model_id, request.version or "v1", method, listing)
 
     def _key_error(self, request: ReceivedRequest) -> Error | None:
         if not request.api_key and "authorization" not in request.headers:
@@ -1550,6 +1995,9 @@ class FakeGemini:
         if action in BATCH_ACTIONS:
             self._serve_batches(request, handler)
             return
+        if action in CACHE_ACTIONS:
+            self._serve_caches(request, handler)
+            return
         known = (request.method == "GET" and action in ("list", "get") and not request.vertex) or (
             request.method == "POST" and request.model and action in (*GENERATE_ACTIONS, "countTokens")
         )
@@ -1569,22 +2017,287 @@ class FakeGemini:
         elif action == "get":
             self._serve_get(request, handler)
         elif action == "countTokens":
-            words = request.prompt_words()
-            handler.send_json(
-                200,
-                {
-                    "totalTokens": words,
-                    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": words}],
-                },
-            )
+            self._serve_count(request, handler)
         else:
-            problem = self._file_data_error(request) if action in GENERATE_ACTIONS else None
-            if problem is None and action in GENERATE_ACTIONS:
-                problem = _missing_signature(request)
+            problem = self._prepare_generate(request, handler)
             if problem is not None:
                 handler.send_json(problem.code, problem.body())
             else:
                 self._serve_generate(request, handler, self._next_answer(request))
+
+    # -- counting, caches, tiers -----------------------------------------------
+
+    def _resolve_file(self, uri: str) -> tuple[str | None, bytes] | None:
+        """(mime type, bytes) of a file uploaded here that a fileData URI points at."""
+        match = re.match(re.escape(self.url) + r"/(?:v1|v1beta)/files/([^/?#]+)$", uri)
+        with self._lock:
+            entry = self.files.get(f"files/{match.group(1)}") if match else None
+            return (entry["meta"].get("mimeType"), entry["data"]) if entry else None
+
+    def count(self, body: Any, model: str | None) -> TokenCount:
+        """A request body's own prompt tokens (count_prompt with this server's files)."""
+        return count_prompt(body, model, self._resolve_file)
+
+    def _tier(self, request: ReceivedRequest, handler: _Handler) -> Error | None:
+        """Check serviceTier; set the tier the answer reports (usage and header)."""
+        tier = request.service_tier
+        if tier is None:
+            given = json.dumps(_get(prompt_fields(request.body), "serviceTier"))
+            version = "v1beta" if request.version == "v1beta" else "v1"
+            # The shape of Google's JSON parse errors for an unknown enum value; the
+            # enum's type name is our guess.
+            message = (f"Invalid value at 'service_tier' (type.googleapis.com/google.ai.generativelanguage."
+                       f"{version}.GenerateContentRequest.ServiceTier), {given}")
+            return Error(400, "INVALID_ARGUMENT", message, [{
+                "@type": _GOOGLE_RPC + "BadRequest",
+                "fieldViolations": [{"field": "service_tier", "description": message}]}])
+        request.served_tier = self.served_tier or tier
+        handler.extra_headers["X-Gemini-Service-Tier"] = request.served_tier
+        return None
+
+    def _use_cache(self, request: ReceivedRequest) -> tuple[Error | None, dict[str, Any] | None]:
+        """The live cache a generate (or countTokens) request names, or the error."""
+        fields = prompt_fields(request.body)
+        name = _get(fields, "cachedContent")
+        if name is None:
+            return None, None
+        if any(_get(fields, key) is not None for key in ("systemInstruction", "tools", "toolConfig")):
+            return Error(400, "INVALID_ARGUMENT", (
+                "CachedContent can not be used with GenerateContent request setting system_instruction, "
+                "tools or tool_config.\n\nProposed fix: move those values to CachedContent from "
+                "GenerateContent request.")), None
+        name = str(name)
+        entry = self._live_cache(name if name.startswith("cachedContents/") else f"cachedContents/{name}")
+        if entry is None:
+            return _missing_cache(), None
+        if entry["model"] != request.model:
+            return Error(400, "INVALID_ARGUMENT", (
+                f"Model used by GenerateContent request (models/{request.model}) and CachedContent "
+                f"(models/{entry['model']}) has to be the same.")), None
+        return None, entry
+
+    def _serve_count(self, request: ReceivedRequest, handler: _Handler) -> None:
+        """countTokens: contents, or the REST wrapper generateContentRequest (with its
+        cachedContent), or Vertex's top-level systemInstruction/tools."""
+        problem, entry = self._use_cache(request)
+        if problem is not None:
+            handler.send_json(problem.code, problem.body())
+            return
+        own = self.count(request.body, request.model)
+        cached = entry["tokens"] if entry is not None else None
+        request.cached = entry["request"] if entry is not None else None
+        request.tokens = PromptTokens(own + cached if cached else own, cached)
+        answer: dict[str, Any] = {"totalTokens": request.tokens.prompt.total}
+        if cached is not None:
+            answer["cachedContentTokenCount"] = cached.total
+        answer["promptTokensDetails"] = request.tokens.prompt.details()
+        if cached is not None:
+            answer["cacheTokensDetails"] = cached.details()
+        handler.send_json(200, answer)
+
+    def _prepare_generate(self, request: ReceivedRequest, handler: _Handler) -> Error | None:
+        """Check a generate request (tier, cache, files, signatures) and count its prompt."""
+        problem = self._tier(request, handler)
+        entry = None
+        if problem is None:
+            problem, entry = self._use_cache(request)
+        if problem is None:
+            request.cached = entry["request"] if entry is not None else None
+            problem = self._file_data_error(request)
+        if problem is None:
+            problem = _missing_signature(request)
+        if problem is not None:
+            request.cached = None
+            return problem
+        own = self.count(request.body, request.model)
+        if entry is not None:
+            request.tokens = PromptTokens(entry["tokens"] + own, entry["tokens"])
+        else:
+            request.tokens = PromptTokens(own, self._implicit_hit(request))
+        return None
+
+    def _implicit_hit(self, request: ReceivedRequest) -> TokenCount | None:
+        """With implicit_cache on: the tokens of the longest run of leading prompt items
+        that an earlier request to the same model sent within the window (None below the
+        model's minimum); this request's items are remembered for later ones."""
+        if not self.implicit_cache or not implicit_caching(request.model):
+            return None
+        units = prompt_units(request.body, request.model, self._resolve_file)
+        prints = [fingerprint for fingerprint, _ in units]
+        now = self.now()
+        best = 0
+        with self._lock:
+            self._prefixes = [p for p in self._prefixes if now - p[0] < IMPLICIT_CACHE_WINDOW]
+            for _when, model, earlier in self._prefixes:
+                if model != request.model:
+                    continue
+                same = 0
+                while same < min(len(earlier), len(prints)) and earlier[same] == prints[same]:
+                    same += 1
+                best = max(best, same)
+            self._prefixes.append((now, request.model, prints))
+        cached = TokenCount()
+        for _fingerprint, tokens in units[:best]:
+            cached += tokens
+        minimum = self.cache_min_tokens if self.cache_min_tokens is not None else min_cache_tokens(request.model)
+        return cached if best and cached.total >= max(1, minimum) else None
+
+    # -- cachedContents API ------------------------------------------------------
+
+    def _live_cache(self, name: str) -> dict[str, Any] | None:
+        """The cache of that name unless it expired (an expired one is dropped)."""
+        with self._lock:
+            entry = self.caches.get(name)
+            if entry is not None and self.now() >= entry["expire"]:
+                del self.caches[name]
+                entry = None
+            return entry
+
+    def _serve_caches(self, request: ReceivedRequest, handler: _Handler) -> None:
+        problem = self._key_error(request)
+        if problem is None and request.action in ("createCachedContent", "updateCachedContent") and not isinstance(
+                request.body, dict):
+            problem = Error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+        if problem is not None:
+            handler.send_json(problem.code, problem.body())
+            return
+        serve = {
+            "createCachedContent": self._create_cache,
+            "getCachedContent": self._get_cache,
+            "listCachedContents": self._list_caches,
+            "updateCachedContent": self._update_cache,
+            "deleteCachedContent": self._delete_cache,
+        }[str(request.action)]
+        serve(request, handler)
+
+    def _expiry(self, ttl: Any, expire_time: Any, default: timedelta | None) -> datetime | Error:
+        """The expiry a create/update asks for: ttl ("300s") or expireTime (RFC 3339),
+        not both; `default` when neither is given (None: one is required). The messages of
+        these 400s are our guesses."""
+        if ttl is not None and expire_time is not None:
+            return Error(400, "INVALID_ARGUMENT", "Only one of ttl or expire_time can be set.")
+        now = self.now()
+        if ttl is not None:
+            match = re.fullmatch(r"(-?\d+(?:\.\d{1,9})?)s", str(ttl).strip())
+            if match is None:
+                return Error(400, "INVALID_ARGUMENT", (
+                    f"Invalid value at 'cached_content.ttl' (type.googleapis.com/google.protobuf.Duration), "
+                    f"{json.dumps(ttl)}"))
+            expire = now + timedelta(seconds=float(match.group(1)))
+        elif expire_time is not None:
+            try:
+                expire = datetime.fromisoformat(str(expire_time).replace("Z", "+00:00"))
+            except ValueError:
+                expire = None
+            if expire is None or expire.tzinfo is None:
+                return Error(400, "INVALID_ARGUMENT", (
+                    f"Invalid value at 'cached_content.expire_time' (type.googleapis.com/google.protobuf."
+                    f"Timestamp), {json.dumps(expire_time)}"))
+        elif default is not None:
+            expire = now + default
+        else:
+            return Error(400, "INVALID_ARGUMENT", "An update of a CachedContent must set ttl or expire_time.")
+        if expire <= now:
+            return Error(400, "INVALID_ARGUMENT", "The expiration time of a CachedContent must be in the future.")
+        return expire
+
+    def _create_cache(self, request: ReceivedRequest, handler: _Handler) -> None:
+        body = request.body
+        model = _get(body, "model")
+        bare = _bare(model) if isinstance(model, str) else ""
+        problem: Error | None = None
+        if not bare:
+            problem = Error(400, "INVALID_ARGUMENT", "CachedContent.model is required.")  # wording guessed
+        if problem is None:
+            # Real answers name the newer ListModels method here.
+            problem = self._model_error(request, "createCachedContent", bare, "ModelService.ListModels")
+        expire = self._expiry(_get(body, "ttl"), _get(body, "expireTime"), DEFAULT_CACHE_TTL)
+        if problem is None and isinstance(expire, Error):
+            problem = expire
+        stored = {key: copy.deepcopy(_get(body, key)) for key in ("contents", "systemInstruction", "tools",
+                                                                   "toolConfig") if _get(body, key) is not None}
+        if problem is None:
+            problem = self._files_error(stored.get("contents"))
+        tokens = self.count(stored, bare)
+        minimum = self.cache_min_tokens if self.cache_min_tokens is not None else min_cache_tokens(bare)
+        if problem is None and tokens.total < minimum:
+            problem = Error(400, "INVALID_ARGUMENT", (
+                f"Cached content is too small. total_token_count={tokens.total}, min_total_token_count={minimum}"))
+        if problem is not None or isinstance(expire, Error):
+            problem = problem or Error(500, "INTERNAL", "no expiry")
+            handler.send_json(problem.code, problem.body())
+            return
+        now = self.now()
+        with self._lock:
+            self._cache_count += 1
+            name = "cachedContents/" + _resource_id(f"cache/{self._cache_count}")
+            meta = {
+                "name": name,
+                "model": f"models/{bare}",
+                "createTime": _timestamp(now),
+                "updateTime": _timestamp(now),
+                "expireTime": _timestamp_ns(expire, name),
+                "displayName": str(_get(body, "displayName") or ""),
+                "usageMetadata": {"totalTokenCount": tokens.total},
+            }
+            self.caches[name] = {"meta": meta, "expire": expire, "model": bare, "request": stored, "tokens": tokens}
+            answer = copy.deepcopy(meta)
+        handler.send_json(200, answer)
+
+    def _get_cache(self, request: ReceivedRequest, handler: _Handler) -> None:
+        entry = self._live_cache(request.cache or "")
+        if entry is None:
+            err = _missing_cache()
+            handler.send_json(err.code, err.body())
+        else:
+            handler.send_json(200, copy.deepcopy(entry["meta"]))
+
+    def _list_caches(self, request: ReceivedRequest, handler: _Handler) -> None:
+        with self._lock:
+            names = list(self.caches)
+        metas = [copy.deepcopy(entry["meta"]) for entry in map(self._live_cache, names) if entry is not None]
+        # Nothing alive answers {} (a real probe after deleting the last cache).
+        _send_page(request, handler, "cachedContents", metas, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, omit_empty=True)
+
+    def _update_cache(self, request: ReceivedRequest, handler: _Handler) -> None:
+        """PATCH: ttl or expireTime (SDK 3.6.1 sends no updateMask; a given one must name
+        only those)."""
+        entry = self._live_cache(request.cache or "")
+        mask = [m.strip() for m in request.query.get("updateMask", "").split(",") if m.strip()]
+        body = request.body
+        ttl, expire_time = _get(body, "ttl"), _get(body, "expireTime")
+        problem: Error | None = None
+        if entry is None:
+            problem = _missing_cache()
+        elif any(m not in ("ttl", "expireTime", "expire_time") for m in mask):
+            problem = Error(400, "INVALID_ARGUMENT", "Only ttl and expire_time of a CachedContent can be updated.")
+        if mask:
+            ttl = ttl if "ttl" in mask else None
+            expire_time = expire_time if {"expireTime", "expire_time"} & set(mask) else None
+        expire = self._expiry(ttl, expire_time, None)
+        if problem is None and isinstance(expire, Error):
+            problem = expire
+        if problem is not None or entry is None or isinstance(expire, Error):
+            problem = problem or _missing_cache()
+            handler.send_json(problem.code, problem.body())
+            return
+        with self._lock:
+            entry["expire"] = expire
+            entry["meta"]["updateTime"] = _timestamp(self.now())
+            entry["meta"]["expireTime"] = _timestamp_ns(expire, entry["meta"]["name"])
+            answer = copy.deepcopy(entry["meta"])
+        handler.send_json(200, answer)
+
+    def _delete_cache(self, request: ReceivedRequest, handler: _Handler) -> None:
+        name = request.cache or ""
+        entry = self._live_cache(name)
+        if entry is None:
+            err = _missing_cache()
+            handler.send_json(err.code, err.body())
+            return
+        with self._lock:
+            self.caches.pop(name, None)
+        handler.send_json(200, {})
 
     # -- Files API -----------------------------------------------------------
 
@@ -1998,10 +2711,20 @@ class FakeGemini:
     def _file_data_error(self, request: ReceivedRequest) -> Error | None:
         """Check fileData parts that point at this server: the file must exist and be ACTIVE.
 
-        Other URIs (gs://, YouTube, another host) pass unchecked.
+        Other URIs (gs://, YouTube, another host) pass unchecked, and so do the parts of
+        a cache the request uses (they were checked when it was created).
         """
+        return self._uris_error([uri for _mime, uri in request.media(cached=False)])
+
+    def _files_error(self, contents: Any) -> Error | None:
+        """_file_data_error for a list of contents (every role): a cache being created."""
+        uris = [_get(_get(part, "fileData"), "fileUri") for content in contents or []
+                for part in _get(content, "parts") or [] if isinstance(_get(part, "fileData"), dict)]
+        return self._uris_error(uris)
+
+    def _uris_error(self, uris: list[Any]) -> Error | None:
         prefix = re.escape(self.url) + r"/(?:v1|v1beta)/files/([^/?#]+)$"
-        for _mime, uri in request.media():
+        for uri in uris:
             match = re.match(prefix, uri) if isinstance(uri, str) else None
             if match is None:
                 continue
@@ -2050,7 +2773,7 @@ class FakeGemini:
             words = 0
             for text in answer.stream_texts():
                 words += count_words(text)  # every chunk carries the usage so far
-                usage = usage_metadata(request.prompt_words(), words)
+                usage = usage_metadata(request.prompt_tokens(), words, 0, request.served_tier)
                 events.append(text_chunk_event(text, version, response_id, usage))
             self._send_events(handler, events + [answer.body()], self.chunk_delay, array)
             return
@@ -2185,6 +2908,63 @@ def _input_lines(data: bytes) -> list[dict[str, Any]]:
             continue
         items.append({"key": line.get("key"), "request": line["request"]})
     return items
+
+
+def _cache_action(method: str, cache_id: str | None) -> tuple[str | None, str | None]:
+    """(cache name, action) of a cachedContents request; action None for an unknown route."""
+    if cache_id is None:
+        return None, {"POST": "createCachedContent", "GET": "listCachedContents"}.get(method)
+    name = f"cachedContents/{cache_id}"
+    actions = {"GET": "getCachedContent", "PATCH": "updateCachedContent", "DELETE": "deleteCachedContent"}
+    return name, actions.get(method)
+
+
+def _missing_cache() -> Error:
+    """What the real API answers for an expired, deleted or unknown cache, whether a
+    generate request uses it or it is fetched (403, never 404)."""
+    return Error(403, "PERMISSION_DENIED", "CachedContent not found (or permission denied)")
+
+
+def _resource_id(seed: str, length: int = 40) -> str:
+    """A deterministic id like the real ones: lower-case letters and digits."""
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+    number = int.from_bytes(hashlib.sha256(seed.encode()).digest(), "big")
+    chars = []
+    for _ in range(length):
+        number, digit = divmod(number, len(alphabet))
+        chars.append(alphabet[digit])
+    return "".join(chars)
+
+
+def _timestamp_ns(moment: datetime, seed: str) -> str:
+    """RFC 3339 with nanoseconds, as real expireTimes are written ("...11.796558493Z")."""
+    nanos = int(hashlib.sha256(f"{seed}/{moment.isoformat()}".encode()).hexdigest()[:6], 16) % 1000
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + f"{nanos:03d}Z"
+
+
+def prompt_units(body: Any, model: str | None, resolve: FileResolver | None = None) -> list[tuple[str, TokenCount]]:
+    """A prompt's items in order, each (fingerprint, tokens): the system instruction, the
+    function declarations, then each part of each content (with its role and place).
+    Implicit caching matches leading items: a token-level prefix, to the part."""
+    fields = prompt_fields(body)
+    level = _resolution_level(_get(_get(fields, "generationConfig"), "mediaResolution"))
+    units: list[tuple[str, TokenCount]] = []
+
+    def unit(kind: str, value: Any, tokens: TokenCount) -> None:
+        raw = json.dumps([kind, value], sort_keys=True, ensure_ascii=False)
+        units.append((hashlib.sha256(raw.encode()).hexdigest(), tokens))
+
+    system = _get(fields, "systemInstruction")
+    if system is not None:
+        unit("system", system, count_prompt({"systemInstruction": system}, model, resolve))
+    tools = _get(fields, "tools")
+    if isinstance(tools, list) and tools:
+        unit("tools", tools, TokenCount({"TEXT": count_tools(tools)}))
+    for content in _get(fields, "contents") or []:
+        role = _get(content, "role")
+        for index, part in enumerate(_get(content, "parts") or []):
+            unit("part", [role, index, part], count_contents([{"parts": [part]}], model, level, resolve))
+    return units
 
 
 def _upload_status(request: ReceivedRequest, status: str) -> dict[str, str]:
