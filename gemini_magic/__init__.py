@@ -21,8 +21,8 @@ import os
 
 __version__ = "0.1.0"
 
-__all__ = ["ask", "batch", "conversation", "count", "conversations", "current_session", "last_batch",
-           "load_ipython_extension", "tool", "unload_ipython_extension"]
+__all__ = ["ask", "batch", "conversation", "count", "conversations", "create_cache", "current_session",
+           "last_batch", "list_caches", "load_ipython_extension", "tool", "unload_ipython_extension"]
 
 _magics = None
 _session = None  # the Python API's, outside IPython
@@ -93,6 +93,37 @@ def count(prompt: str, *, namespace: dict | None = None, **options):
     prepared = active.prepare(prompt, given, "ask", **({} if namespace is None else {"namespace": namespace}))
     return price(count_request(active.engine, prepared.request), active.engine,
                  prepared.request.config.get("service_tier"))
+
+
+def create_cache(name: str, prompt: str = "", *, ttl: str | int | None = None, namespace: dict | None = None,
+                 **options):
+    """Cache a large context once (Gemini's explicit context caching), then ask about it
+    many times with `cache=name` (or `%%gemini --cache NAME`): a `caches.CacheInfo`.
+
+    >>> gemini_magic.create_cache("handbook", "The staff handbook:", image=["handbook.pdf"],
+    ...                           system="Answer from the handbook only.", ttl="2h")
+    >>> gemini_magic.ask("What does it say about leave?", cache="handbook").read()
+
+    The context is built as a request is (the cell's options: image, context, system,
+    tools, search, model ...); `ttl` is how long it lives (default GeminiMagics.cache_ttl).
+    """
+    from .options import Options
+    from .settings import seconds_of
+
+    active = current_session()
+    if namespace is None and _magics is not None:
+        namespace = _magics.shell.user_ns
+    given = Options.of(options, "create_cache()")
+    given.cache_create = name
+    prepared = active.prepare(prompt, given, "cell",
+                              **({} if namespace is None else {"namespace": namespace}))
+    seconds = seconds_of("ttl", ttl if ttl is not None else active.settings.cache_ttl)
+    return active.caches.create(name, prepared.request, seconds)
+
+
+def list_caches() -> list:
+    """The context caches alive for this key (`caches.CacheInfo`: name, model, tokens, expires)."""
+    return current_session().caches.list()
 
 
 def conversation(name: str):

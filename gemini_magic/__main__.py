@@ -4,7 +4,7 @@
     python -m gemini_magic run --mode record notebooks/*.ipynb   # refresh with a real key
 
 Each notebook runs in a fresh kernel from its own folder, with GEMINI_MAGIC_MODE set,
-so its `%gemini cache FILE` line picks the mode without the notebook being edited.
+so its `%gemini replay-or-record FILE` line picks the mode without the notebook being edited.
 `record` saves the executed notebook in place (outputs and recording stay in step);
 the other modes leave the file alone unless --inplace is given.
 """
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from .client import MODE_VARIABLE, MODES, PATH_VARIABLE
+from .client import MODE_ALIASES, MODE_VARIABLE, MODES, PATH_VARIABLE, mode_of
 
 
 def run(paths: list[Path], mode: str, inplace: bool, timeout: int) -> int:
@@ -59,15 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     runner = commands.add_parser("run", help="execute notebooks in a record/replay mode")
     runner.add_argument("notebooks", nargs="+", type=Path)
-    runner.add_argument("--mode", choices=MODES, default="replay",
-                        help="replay (default, offline), cache, record (needs a key), live")
+    runner.add_argument("--mode", choices=MODES + tuple(MODE_ALIASES), default="replay",
+                        help="replay (default, offline), replay-or-record, record (needs a key), live")
     runner.add_argument("--inplace", action="store_true", help="save the executed notebooks")
     runner.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.notebooks if not p.exists()]
     if missing:
         parser.error(f"no such notebook: {', '.join(missing)}")
-    return run(args.notebooks, args.mode, args.inplace, args.timeout)
+    return run(args.notebooks, mode_of(args.mode), args.inplace, args.timeout)
 
 
 if __name__ == "__main__":

@@ -298,6 +298,10 @@ class Answer:
         config = dict(self.request.config)
         tools = list(self.request.server_tools)
         toolbox = self.request.toolbox
+        if config.get("cached_content"):
+            # The cache holds the declarations (the API refuses a request with a cache that
+            # sets tools or tool_config): the toolbox only runs the calls, here.
+            toolbox = None
         if toolbox:
             tools.append({"function_declarations": toolbox.declarations()})
             if not tools_allowed:

@@ -19,7 +19,10 @@ if TYPE_CHECKING:
     from .transport.replay import RecordingTransport
 
 # Record/replay modes (replay.py), and the variables that set them from outside.
-MODES = ("live", "record", "replay", "cache")
+MODES = ("live", "record", "replay", "replay-or-record")
+# Old names still taken: "cache" was replay-or-record's name until context caching
+# (caches.py) made the word mean something else.
+MODE_ALIASES = {"cache": "replay-or-record"}
 MODE_VARIABLE = "GEMINI_MAGIC_MODE"
 PATH_VARIABLE = "GEMINI_MAGIC_RECORDING"
 # Seconds after loading before the SDK import starts in the background: loading
@@ -46,6 +49,14 @@ def _import_sdk() -> None:
         import markdown_it  # noqa: F401
     except Exception:  # the foreground import reports it properly
         pass
+
+
+def mode_of(name: str) -> str:
+    """A record/replay mode by name (an old name gives its new one); ValueError if none."""
+    name = MODE_ALIASES.get(name, name)
+    if name not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}")
+    return name
 
 
 def warm_up(delay: float = WARM_UP_DELAY) -> None:
@@ -147,13 +158,12 @@ class Connection:
 
     def api_key(self) -> str | None:
         key = find_api_key()
-        if key is None and self.mode in ("replay", "cache"):
+        if key is None and self.mode in ("replay", "replay-or-record"):
             return NO_KEY
         return key
 
     def set_recording(self, mode: str, path: str | None = None) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        mode = mode_of(mode)
         if mode != "live" and not path:
             raise ValueError(f"{mode} needs a recording file")
         if self._transport is not None:
@@ -234,6 +244,14 @@ class Connection:
             if self._http is None:
                 self._http = httpx2.Client(transport=CancelTransport(self.transport), timeout=self.timeout)
             return self._http
+
+    def server_time(self):
+        """The server's clock at this thread's last response (a recorded one's in replay,
+        so what is shown from it replays the same), else this machine's."""
+        from datetime import UTC, datetime
+
+        found = self._transport.server_time() if self._transport is not None else None
+        return found or datetime.now(UTC)
 
     def open_url(self, url: str, timeout: float):
         """GET a URL through the same stack (proxies, certificates, record/replay);

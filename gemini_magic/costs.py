@@ -154,13 +154,15 @@ def cost_of(usage: dict, model: str, *, service_tier: str | None = None, batch: 
                 (service_tier or ("batch" if batch else "standard")).lower())
 
 
-def input_cost(tokens: int, model: str, *, service_tier: str | None = None, batch: bool = False,
+def input_cost(tokens: int, model: str, *, cached: int = 0, service_tier: str | None = None, batch: bool = False,
                overrides: dict | None = None) -> tuple[float, Price] | None:
-    """What `tokens` input tokens would cost (a dry run), and the price used."""
+    """What `tokens` input tokens would cost (a dry run), `cached` of them from a context
+    cache, and the price used."""
     price = price_for(model, overrides)
     if price is None:
         return None
-    cost = cost_of({"prompt_tokens": tokens}, model, service_tier=service_tier, batch=batch, overrides=overrides)
+    cost = cost_of({"prompt_tokens": tokens, "cached_tokens": cached}, model, service_tier=service_tier, batch=batch,
+                   overrides=overrides)
     return cost.total, price
 
 

@@ -51,6 +51,7 @@ class Count:
     rate: float | None = None  # the input price used, USD per 1M tokens
     tier: str = "standard"
     free: bool = False
+    cached: int = 0  # of the total, tokens already in a context cache (billed at the cached rate)
     items: int = 1  # a batch: how many items the total covers
     counted: int = 1  # ... and how many were counted (a sample)
     notes: list[str] = field(default_factory=list)
@@ -92,6 +93,23 @@ class Count:
         lines += self.notes
         return lines
 
+    def summary(self) -> str:
+        """The report in one line (the chat widget's status line)."""
+        from .costs import money
+
+        pieces = " · ".join(f"{p.label} {p.tokens:,}" for p in self.pieces)
+        line = f"{self.total:,} input tokens" + (f" ({pieces})" if pieces else "")
+        if self.limit is not None:
+            line += (f"; {'fits' if self.fits else 'OVER'} {self.model}'s limit of {self.limit:,} "
+                     f"({self.total / self.limit:.1%})")
+        if self.free:
+            line += "; free tier"
+        elif self.cost is None:
+            line += "; no price for this model"
+        else:
+            line += f"; input about {money(self.cost)} at the paid-tier price"
+        return line + ". Counted, not sent."
+
     @property
     def _largest(self) -> int:
         return max((p.tokens for p in self.pieces), default=self.total)
@@ -107,8 +125,9 @@ class Count:
         return self.bundle()
 
 
-def count_request(engine, request, *, pieces: bool = True) -> Count:
-    """Count `request` (engine.Request) with countTokens: the total, and by piece."""
+def count_request(engine, request, *, pieces: bool = True, cache=None) -> Count:
+    """Count `request` (engine.Request) with countTokens: the total, and by piece; with
+    `cache` (caches.CacheInfo, --cache NAME), its tokens as Gemini stated them at creation."""
     model = request.model_id
     contents = list(request.contents) if isinstance(request.contents, list) else [request.contents]
     config = request.config
@@ -140,10 +159,15 @@ def count_request(engine, request, *, pieces: bool = True) -> Count:
         found.append(Piece(f"tool declarations ({len(declarations)})", tokens, "" if vertex else "counted as text"))
         if not vertex:
             total += tokens
+    cached = 0
+    if cache is not None and cache.tokens:
+        cached = cache.tokens
+        found.insert(0, Piece(f"context cache {cache.name!r}", cached, "billed at the cached rate"))
+        total += cached
     if request.server_tools:
         names = ", ".join(next(iter(t)) for t in request.server_tools)
         notes.append(f"Server tools ({names}) add tokens Gemini counts when it uses them, not here.")
-    return Count(model, total, found, notes=notes)
+    return Count(model, total, found, notes=notes, cached=cached)
 
 
 def price(count: Count, engine, service_tier: str | None = None, batch: bool = False) -> Count:
@@ -153,7 +177,8 @@ def price(count: Count, engine, service_tier: str | None = None, batch: bool = F
     count.limit = input_limit(engine, count.model)
     count.free = engine.free_tier(count.model)
     count.tier = "batch" if batch else (service_tier or "standard")
-    found = input_cost(count.total, count.model, service_tier=service_tier, batch=batch, overrides=engine.prices)
+    found = input_cost(count.total, count.model, cached=count.cached, service_tier=service_tier, batch=batch,
+                       overrides=engine.prices)
     if found is not None:
         cost, rate = found
         count.cost = cost
@@ -265,21 +290,27 @@ def _plain(declaration: Any) -> Any:
 SAMPLE = 20
 
 
-def count_batch(engine, requests: list, *, batch_api: bool = False, service_tier: str | None = None) -> Count:
+def count_batch(engine, requests: list, *, batch_api: bool = False, service_tier: str | None = None,
+                cache=None) -> Count:
     """A batch's input tokens: every item's counted when there are few, else an evenly
-    spaced sample's, scaled to the whole batch (and said so)."""
+    spaced sample's, scaled to the whole batch (and said so). Each item sends the
+    context cache's tokens too (`cache`), billed at the cached rate."""
     n = len(requests)
     if not n:
         raise GeminiError("The batch has no items: nothing to count.", "Give a non-empty list, Series or DataFrame.")
     step = max(1, n / SAMPLE)
     chosen = sorted({min(n - 1, int(i * step)) for i in range(min(n, SAMPLE))})
-    counts = [count_request(engine, requests[i], pieces=False).total for i in chosen]
+    cached = cache.tokens if cache is not None and cache.tokens else 0
+    counts = [count_request(engine, requests[i], pieces=False).total + cached for i in chosen]
     mean = sum(counts) / len(counts)
     total = sum(counts) if len(chosen) == n else round(mean * n)
     first = requests[0]
     count = Count(first.model_id, total, [
         Piece("smallest item", min(counts)), Piece("average item", round(mean)), Piece("largest item", max(counts)),
-    ], items=n, counted=len(chosen))
+    ], items=n, counted=len(chosen), cached=cached * n)
+    if cached:
+        count.notes.append(f"Each item includes the {cached:,} tokens of the context cache {cache.name!r}, billed at "
+                           "the cached rate.")
     if len(chosen) < n:
         count.notes.append(f"Counted {len(chosen)} of {n:,} items, evenly spaced (every {step:.3g}th), and scaled "
                            "to the whole batch: an estimate.")

@@ -96,6 +96,19 @@ class NotRecorded(GeminiError):
     kind = "not-recorded"
 
 
+class CacheGone(GeminiError):
+    """A context cache that expired, was deleted, or never was (caches.py)."""
+
+    kind = "cache-gone"
+
+
+class CacheRefused(GeminiError):
+    """A context cache Gemini would not make or use: too small, a model without
+    caching, a different model, or a request setting what only the cache may hold."""
+
+    kind = "cache"
+
+
 class Context:
     """What an error message may name: the model asked for, the endpoint, and a way
     to list models (for close matches) that must not raise. (A plain class, not a
@@ -209,6 +222,9 @@ def _api_error(exc, context: Context) -> GeminiError:
             "Check GEMINI_API_KEY, or make a new key at https://aistudio.google.com/apikey; "
             "`%gemini models` tests a key.",
         )
+    cache = _cache_error(code, message, context)
+    if cache is not None:
+        return cache
     if code == 403:
         return PermissionDenied(
             f"Permission denied: {first_line}",
@@ -228,6 +244,36 @@ def _api_error(exc, context: Context) -> GeminiError:
         )
     return BadRequest(f"The request was rejected ({code} {status}): {first_line}",
                       "Check the options given (a cell's flags, or the chat's).")
+
+
+_TOO_SMALL = re.compile(r"total_token_count=(\d+), min_total_token_count=(\d+)")
+
+
+def _cache_error(code: int, message: str, context: Context) -> GeminiError | None:
+    """Context-cache errors in words (the server's texts: realwire and gemini-wire.md)."""
+    model = context.model.removeprefix("models/") or "This model"
+    if code == 403 and "CachedContent not found" in message:
+        return CacheGone("The context cache is gone: it expired, or was deleted.",
+                         "Create it again with %%gemini --cache-create NAME; %gemini caches lists those alive.")
+    if code == 404 and "createCachedContent" in message:
+        return CacheRefused(f"{model} cannot cache context (it does not support createCachedContent).",
+                            "Use a model that does, such as gemini-2.5-flash; `%gemini models` lists them.")
+    if code != 400:
+        return None
+    small = _TOO_SMALL.search(message)
+    if "too small" in message and small:
+        tokens, least = int(small.group(1)), int(small.group(2))
+        return CacheRefused(f"The context is too small to cache: {tokens:,} tokens, and {model} caches "
+                            f"{least:,} or more.",
+                            "Add to it, or ask without a cache: Gemini 2.5 and later reuse a repeated context "
+                            "by themselves (implicit caching, shown as cached in the --usage footer).")
+    if "CachedContent can not be used" in message:
+        return CacheRefused("A request that uses a context cache cannot set its own system instruction or tools.",
+                            "Give them to the cache (--cache-create with -s or --tools), or ask without --cache.")
+    if "CachedContent" in message and "has to be the same" in message:
+        return CacheRefused("The context cache was made for another model than the one asked.",
+                            "Leave out -m: a cell with --cache asks the cache's model.")
+    return None
 
 
 def _quota_error(exc, context: Context) -> GeminiError:
@@ -284,13 +330,14 @@ def _not_recorded(miss) -> GeminiError:
     if miss.reason == "no-key":
         return NotRecorded(
             f"No recorded answer{shown}{where}, and no API key to ask Gemini.",
-            "Set GEMINI_API_KEY to record it (cache mode records what is missing).",
+            "Set GEMINI_API_KEY to record it (replay-or-record mode records what is missing).",
         )
     closest = f"{miss.closest} " if miss.closest else ""
     return NotRecorded(
         f"No recorded answer{shown}{where} (replay mode sends nothing to the network).",
-        f"{closest}Record it with a key: %gemini cache {_shown_path(miss.path) if miss.path else 'PATH'} "
-        "(or GEMINI_MAGIC_MODE=cache), then run the cell again.",
+        f"{closest}Record it with a key: %gemini replay-or-record "
+        f"{_shown_path(miss.path) if miss.path else 'PATH'} (or GEMINI_MAGIC_MODE=replay-or-record), then run the "
+        "cell again.",
     )
 
 

@@ -97,6 +97,12 @@ OPTIONS: tuple[Option, ...] = (
          help="standard (default), flex (half price, slower, may be shed) or priority (dearer, fastest)."),
     _opt("media_resolution", "--media-resolution", choices=MEDIA_RESOLUTIONS,
          help="Tokens spent per image, PDF page or video frame; one attachment: --image high:FILE."),
+    _opt("cache", "--cache", metavar="NAME",
+         help="Ask about the context cache NAME (made with --cache-create), with the model it was made for."),
+    _opt("cache_create", "--cache-create", metavar="NAME",
+         help="Cache this cell's context (text, --image files, -s, --tools) as NAME instead of asking."),
+    _opt("ttl", "--ttl", metavar="DURATION",
+         help="With --cache-create: how long the cache lives, e.g. 30m, 2h (GeminiMagics.cache_ttl, 1h)."),
     _opt("debug", "--debug", action="store_const", const=True, help="Show full tracebacks for errors."),
 )
 
@@ -116,6 +122,8 @@ REFUSED: dict[str, dict[str, str]] = {
         "thoughts": "a batch keeps each answer's text, not its thoughts",
         "format": "a batch returns values, not a display",
         "debug": "a batch keeps each failure's message in its place (ItemError)",
+        "cache_create": "create the cache in a cell first, then give the batch cache=NAME",
+        "ttl": _CREATE_ONLY + ", in a cell",
     },
     "widget": {
         "over": "the chat widget asks one message at a time",
@@ -127,7 +135,9 @@ REFUSED: dict[str, dict[str, str]] = {
         "error": "--error belongs in a cell, after the error",
         "format": "the widget shows Markdown",
         "debug": "the widget shows errors in its messages",
-        "dry_run": "a %%gemini --dry-run cell counts a whole request",
+        "dry_run": "the chat's calculator button counts a message before it is sent (ChatWidget.count())",
+        "cache_create": "create the cache in a cell, then open the chat with --cache NAME",
+        "ttl": _CREATE_ONLY + ", in a cell",
     },
     "ask": {
         "over": "use gemini_magic.batch() for many prompts",
@@ -140,6 +150,8 @@ REFUSED: dict[str, dict[str, str]] = {
         "debug": "answer.read() raises the error itself, with its traceback (answer.error keeps it)",
         "error": "it explains IPython's last error: use %gemini explain in a cell",
         "dry_run": "use gemini_magic.count(prompt, ...) for the counts",
+        "cache_create": "use gemini_magic.create_cache(name, prompt, ...)",
+        "ttl": "use gemini_magic.create_cache(name, prompt, ttl=...)",
     },
 }
 REFUSED["batch-api"] = {

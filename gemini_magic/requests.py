@@ -45,6 +45,7 @@ class Surroundings:
     ask_approval: Callable[[Any], bool] | None = None  # a tool call -> allowed?
     progress: Callable | None = None  # upload progress
     default_chat: str | None = None  # the conversation of plain cells (%gemini chat NAME)
+    caches: Any = None  # caches.Caches: context caches by name (--cache NAME)
     notes: list = field(default_factory=list)  # one-line notes for the user, as they come
 
 
@@ -56,6 +57,7 @@ class Prepared:
     fmt: str
     pending: Any = None  # history.PendingTurn, for a chat turn
     notes: list = field(default_factory=list)
+    cache: Any = None  # caches.CacheInfo of the context cache it asks about (--cache NAME)
 
 
 def _pick(option, setting):
@@ -80,6 +82,8 @@ class Recipe:
     max_steps: int
     attachments: list  # parts from --image, before the prompt
     front_end: str = "cell"
+    cache: Any = None  # caches.CacheInfo (--cache NAME)
+    notes: list = field(default_factory=list)  # notes every prompt of this recipe gets
 
     @classmethod
     def make(cls, options: Options, settings: Settings, surroundings: Surroundings,
@@ -87,12 +91,26 @@ class Recipe:
         refused = refusal(options, front_end)
         if refused:
             raise OptionError(refused, "Leave it out, or use a %%gemini cell.")
-        try:
-            model = check("model", _pick(options.model, settings.model))
-        except SettingError as exc:
-            raise OptionError("No model given." if not (options.model or settings.model) else str(exc),
-                              "Use -m MODEL or %config GeminiMagics.model = '...'.") from None
+        _check_cache_options(options)
+        cached = _find_cache(options, surroundings) if options.cache else None
+        if cached is not None:
+            model = cached.model  # a cache is bound to the model it was made for
+        else:
+            try:
+                model = check("model", _pick(options.model, settings.model))
+            except SettingError as exc:
+                raise OptionError("No model given." if not (options.model or settings.model) else str(exc),
+                                  "Use -m MODEL or %config GeminiMagics.model = '...'.") from None
         config = _generation_config(options, settings, surroundings.namespace)
+        notes = []
+        if cached is not None:
+            # The API takes a system instruction and tools only inside the cache: a request
+            # naming a cache and setting either is refused (400). The settings' system
+            # instruction is therefore left out, and said so.
+            if config.pop("system_instruction", None) is not None:
+                notes.append(f"GeminiMagics.system is not sent with --cache: the cache {cached.name!r} holds its "
+                             "own system instruction (or none).")
+            config["cached_content"] = cached.resource
         fmt = options.format or settings.format
         schema = None
         if options.schema is not None or options.json:
@@ -110,7 +128,7 @@ class Recipe:
         if front_end in ("batch", "batch-api"):
             stream = False  # nothing shows an item's answer as it arrives
         recipe = cls(options, settings, surroundings, model, config, fmt, stream, schema, None, [],
-                     _pick(options.max_steps, settings.max_steps), [], front_end)
+                     _pick(options.max_steps, settings.max_steps), [], front_end, cached, notes)
         recipe._bind_tools()
         recipe.attachments = [recipe._attachment(spec) for spec in options.image or ()]
         return recipe
@@ -155,6 +173,7 @@ class Recipe:
         from .engine import Request
 
         notes = notes if notes is not None else []
+        notes.extend(self.notes)
         segments = self._segments(prompt.strip(), fields, notes)
         if not any(isinstance(s, str) and s.strip() or not isinstance(s, str) for s in segments) \
                 and not self.attachments:
@@ -168,7 +187,7 @@ class Recipe:
                           max_steps=self.max_steps)
         pending = self._chat_turn(request, user, key, notes)
         fit(request, self._media_options())
-        return Prepared(request, self.fmt, pending, notes)
+        return Prepared(request, self.fmt, pending, notes, self.cache)
 
     def _segments(self, prompt: str, fields: dict | None, notes: list) -> list:
         from .context import Limits, describe, error_prompt, summarize
@@ -210,6 +229,8 @@ class Recipe:
 
     def _chat_turn(self, request, user, key: str | None, notes: list):
         name = self.options.chat
+        if self.options.cache_create:
+            return None  # a cache holds one request's context, not a chat's turn
         if name is None and self.front_end not in ("batch", "batch-api"):
             name = self.surroundings.default_chat  # a batch's items are single-turn, whatever the default
         if not name or self.surroundings.conversations is None:
@@ -227,6 +248,40 @@ class Recipe:
                          f"stay within {budget:,} tokens (GeminiMagics.chat_token_budget).")
         request.contents = pending.contents
         return pending
+
+
+def _check_cache_options(options: Options) -> None:
+    """What cannot go with --cache or --cache-create, refused before anything is sent."""
+    if options.ttl is not None and not options.cache_create:
+        raise OptionError("--ttl goes with --cache-create NAME.",
+                          "To keep an existing cache longer: %gemini cache-extend NAME 2h.")
+    if options.cache_create and options.cache:
+        raise OptionError("--cache-create and --cache cannot go together.",
+                          "Create the cache in one cell, then ask about it with --cache NAME in the next.")
+    if options.cache_create and options.chat:
+        raise OptionError("--cache-create caches a context, not a chat's turn.",
+                          "Leave out --chat; a chat can then ask about the cache: --chat NAME --cache CACHE.")
+    if not options.cache:
+        return
+    own = [flag for flag, given in (("-s", options.system), ("--search", options.search),
+                                     ("--code-exec", options.code_exec), ("--url-context", options.url_context))
+           if given]
+    if own:
+        raise OptionError(f"{', '.join(own)} cannot go with --cache: Gemini takes a system instruction and "
+                          "tools only inside the cache.",
+                          "Give them to the cell that creates it (--cache-create), or ask without --cache.")
+
+
+def _find_cache(options: Options, surroundings: Surroundings):
+    if surroundings.caches is None:
+        raise OptionError("--cache needs a connection to Gemini.", "Use it in a %%gemini cell.")
+    cached = surroundings.caches.find(options.cache)
+    given = (options.model or "").removeprefix("models/")
+    if given and given != cached.model:
+        raise OptionError(f"The context cache {options.cache!r} was made for {cached.model}: -m {given} cannot "
+                          "use it.", "Leave out -m (a cell with --cache asks the cache's model), or create a cache "
+                          "for that model.")
+    return cached
 
 
 def _generation_config(options: Options, settings: Settings, namespace: dict) -> dict:

@@ -43,6 +43,7 @@ class Session:
         self._conversations = None
         self._restore = restore  # fills a conversation on first use (the magic's: from the notebook)
         self._uploads = None
+        self._caches = None
         self._lock = threading.RLock()
         self._asks = itertools.count(1)  # each ask() is a turn of its own in a chat
 
@@ -80,6 +81,16 @@ class Session:
                 # Waits between processing checks are skipped when the check was replayed.
                 self._uploads = Uploads(sleep=lambda seconds: self.engine.pause(seconds))
             return self._uploads
+
+    @property
+    def caches(self):
+        """Explicit context caches by name (caches.py)."""
+        with self._lock:
+            if self._caches is None:
+                from .caches import Caches
+
+                self._caches = Caches(self.connection)
+            return self._caches
 
     def apply(self, settings: Settings) -> None:
         """Bring the connection, retry policy and quota in line with `settings`."""
@@ -124,7 +135,8 @@ class Session:
     def surroundings(self, **given: Any) -> Surroundings:
         """What this session can give a request; a front end adds its own (approval)."""
         values = {"namespace": self._namespace(), "conversations": self.conversations, "uploads": self.uploads,
-                  "connection": self.connection, "default_chat": self.default_chat}
+                  "connection": self.connection, "default_chat": self.default_chat,
+                  "caches": self.caches}
         values.update(given)
         from .requests import Surroundings
 
@@ -148,7 +160,19 @@ class Session:
         pending = prepared.pending
         if pending is not None:
             answer.on_done(lambda done: setattr(done, "commit", pending.finish(done)))
+        if prepared.cache is not None:
+            answer.on_done(lambda done: self._cache_outcome(done, prepared.cache))
         return answer
+
+    def _cache_outcome(self, answer, cache) -> None:
+        """A cache that turned out gone is forgotten (the next use looks for it again),
+        and the error names it."""
+        from .caches import named_error
+        from .errors import CacheGone
+
+        if isinstance(answer.error, CacheGone):
+            self.caches.forget(cache.name)
+            answer.error = named_error(answer.error, cache.name)
 
     def ask(self, prompt: str, *, namespace: dict | None = None, **options: Any):
         """`gemini_magic.ask`: the Answer to `prompt`, not yet sent (iterate it, or

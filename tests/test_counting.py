@@ -124,7 +124,7 @@ def test_count_from_python_and_refused_options(ip, server, picture):
     from gemini_magic.options import Options, refusal
 
     assert "gemini_magic.count" in refusal(Options(dry_run=True), "ask")
-    assert "--dry-run cell" in refusal(Options(dry_run=True), "widget")
+    assert "calculator button" in refusal(Options(dry_run=True), "widget")
 
 
 def test_a_model_without_a_price_or_on_the_free_tier_says_so(ip, server):

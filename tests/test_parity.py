@@ -320,6 +320,27 @@ def check_dry_run(run):
     assert "counted, not sent" in shown, f"{run.front}: the dry run's counts were not shown: {shown[-300:]!r}"
 
 
+def check_cache(run):
+    resource = gemini_magic.current_session().caches.find("kept").resource
+    _all(run, lambda r: _k(r.body, "cachedContent") == resource and not _k(r.body, "systemInstruction")
+         and not _k(r.body, "tools"), f"cachedContent {resource} (and no system instruction or tools of its own)")
+
+
+def _created(run) -> list:
+    made = [r for r in run.new if r.action == "createCachedContent"]
+    assert made, f"{run.front}: no cache was created: {[r.action for r in run.new]}"
+    assert not run.sent(), f"{run.front}: --cache-create asked for an answer too"
+    return made
+
+
+def check_cache_create(run):
+    assert [_k(r.body, "displayName") for r in _created(run)] == ["made"]
+
+
+def check_ttl(run):
+    assert [_k(r.body, "ttl") for r in _created(run)] == ["7200s"]
+
+
 def check_debug(run):
     assert run.error is not None, f"{run.front}: the failing request did not fail"
     assert "Traceback (most recent call last)" in getattr(run.error, "debug_text", ""), \
@@ -384,6 +405,15 @@ def default_chat_with_a_turn(ip, server):
     assert len(gemini_magic.conversation("talk").turns) == 1
 
 
+def small_caches(ip, server):
+    server.cache_min_tokens = 1  # any context may be cached
+
+
+def a_cache_kept(ip, server):
+    small_caches(ip, server)
+    gemini_magic.create_cache("kept", "The handbook: leave is 25 days a year.")
+
+
 def error_answer(ip, server):
     server.queue(Error(400, "INVALID_ARGUMENT", "Request contains an invalid argument."))
 
@@ -445,6 +475,9 @@ CASES = [
     Case("dry_run", True, check_dry_run),
     Case("service_tier", "flex", check_service_tier),
     Case("media_resolution", "low", config_is(("mediaResolution",), "MEDIA_RESOLUTION_LOW")),
+    Case("cache", "kept", check_cache, setup=a_cache_kept),
+    Case("cache_create", "made", check_cache_create, setup=small_caches),
+    Case("ttl", "2h", check_ttl, extra={"cache_create": "timed"}, setup=small_caches),
 ]
 
 

@@ -197,7 +197,7 @@ def test_replay_miss_names_the_prompt_and_how_to_record(ip, server, rec, capsys)
     assert error.kind == "not-recorded"
     assert "'An unrecorded question about lists'" in error.message
     assert str(rec) in error.message
-    assert f"%gemini cache {rec}" in error.hint and "GEMINI_MAGIC_MODE=cache" in error.hint
+    assert f"%gemini replay-or-record {rec}" in error.hint and "GEMINI_MAGIC_MODE=replay-or-record" in error.hint
     assert server.requests == []
     capsys.readouterr()
     command(ip, "recording")
@@ -205,13 +205,13 @@ def test_replay_miss_names_the_prompt_and_how_to_record(ip, server, rec, capsys)
     assert status.startswith(f"replay: {rec}") and "0 replayed, 1 missed" in status
 
 
-def test_cache_replays_recorded_and_records_missing(ip, server, rec):
+def test_replay_or_record_replays_recorded_and_records_missing(ip, server, rec):
     command(ip, f"record {rec}")
     server.queue(Reply(text="Recorded A"))
     ask(ip, "Prompt A")
     server.reset()
     reload_extension(ip)
-    command(ip, f"cache {rec}")
+    command(ip, f"replay-or-record {rec}")
     assert ask(ip, "Prompt A") == "Recorded A"
     assert server.requests == []
     server.queue(Reply(chunks=["Live ", "B"]))
@@ -220,7 +220,7 @@ def test_cache_replays_recorded_and_records_missing(ip, server, rec):
     recorded = entries(rec)
     assert [e["request"]["body"]["contents"][0]["parts"][0]["text"] for e in recorded] == ["Prompt A", "Prompt B"]
     assert stream_texts(recorded[1]["responses"][0]) == ["Live ", "B"]
-    # What cache recorded now replays.
+    # What replay-or-record recorded now replays.
     server.reset()
     reload_extension(ip)
     command(ip, f"replay {rec}")
@@ -228,9 +228,9 @@ def test_cache_replays_recorded_and_records_missing(ip, server, rec):
     assert server.requests == []
 
 
-def test_cache_without_a_key_cannot_record(ip, server, rec, env):
+def test_replay_or_record_without_a_key_cannot_record(ip, server, rec, env):
     env.delenv("GEMINI_API_KEY")
-    command(ip, f"cache {rec}")
+    command(ip, f"replay-or-record {rec}")
     failure = fails(ip, "Nothing recorded for this")
     assert failure.error.kind == "not-recorded"
     assert "'Nothing recorded for this'" in failure.error.message
@@ -238,12 +238,35 @@ def test_cache_without_a_key_cannot_record(ip, server, rec, env):
     assert server.requests == []
 
 
+def test_the_old_name_cache_still_means_replay_or_record_and_says_so(ip, server, rec, env, capsys):
+    command(ip, f"record {rec}")
+    server.queue(Reply(text="Recorded A"))
+    ask(ip, "Prompt A")
+    server.reset()
+    reload_extension(ip)
+    capsys.readouterr()
+    command(ip, f"cache {rec}")
+    told = capsys.readouterr()
+    assert "replay-or-record" in told.out + told.err and "%gemini caches" in told.out + told.err
+    assert ask(ip, "Prompt A") == "Recorded A"
+    server.queue(Reply(text="Live B"))
+    assert ask(ip, "Prompt B") == "Live B"  # recorded, as replay-or-record does
+    assert len(server.requests) == 1
+    # ... and from the environment, as CI set it before the rename.
+    reload_extension(ip)
+    env.setenv("GEMINI_MAGIC_MODE", "cache")
+    command(ip, f"record {rec}")
+    capsys.readouterr()
+    command(ip, "recording")
+    assert capsys.readouterr().out.startswith(f"replay-or-record: {rec}")
+
+
 def test_live_turns_recording_off(ip, server, rec, capsys):
     command(ip, f"record {rec}")
     server.queue(Reply(text="Recorded A"))
     ask(ip, "Prompt A")
     before = rec.read_bytes()
-    command(ip, f"cache {rec}")
+    command(ip, f"replay-or-record {rec}")
     command(ip, "live")
     server.reset()
     server.queue(Reply(text="Live A"), Reply(text="Live C"))
@@ -266,9 +289,9 @@ def test_environment_mode_overrides_the_notebook(ip, server, rec, env, tmp_path,
     server.reset()
     reload_extension(ip)
     env.setenv("GEMINI_MAGIC_MODE", "replay")
-    command(ip, f"cache {rec}")  # the notebook says cache; the environment says replay
+    command(ip, f"replay-or-record {rec}")  # the notebook says replay-or-record; the environment says replay
     assert ask(ip, "Prompt A") == "Recorded A"
-    failure = fails(ip, "Prompt B")  # cache would have recorded it
+    failure = fails(ip, "Prompt B")  # replay-or-record would have recorded it
     assert failure.error.kind == "not-recorded"
     assert server.requests == []
     assert [e["request"]["body"]["contents"][0]["parts"][0]["text"] for e in entries(rec)] == ["Prompt A"]
@@ -278,7 +301,7 @@ def test_environment_mode_overrides_the_notebook(ip, server, rec, env, tmp_path,
 
     # GEMINI_MAGIC_RECORDING overrides the notebook's path too.
     env.setenv("GEMINI_MAGIC_RECORDING", str(rec))
-    command(ip, f"cache {tmp_path / 'elsewhere.json'}")
+    command(ip, f"replay-or-record {tmp_path / 'elsewhere.json'}")
     assert ask(ip, "Prompt A") == "Recorded A"
     assert not (tmp_path / "elsewhere.json").exists()
     assert server.requests == []
@@ -289,7 +312,7 @@ def test_invalid_environment_mode_is_refused(ip, rec, env):
 
     env.setenv("GEMINI_MAGIC_MODE", "replya")
     with pytest.raises(UsageError, match="GEMINI_MAGIC_MODE"):
-        command(ip, f"cache {rec}")
+        command(ip, f"replay-or-record {rec}")
 
 
 def test_environment_mode_applies_at_load_ext(ip, server, rec, env):
@@ -622,7 +645,7 @@ def test_replay_survives_fields_a_newer_sdk_adds(ip, server, rec, env, capsys):
 def test_cache_mode_with_a_key_records_afresh_instead_of_near_matching(ip, server, rec):
     command(ip, f"record {rec}")
     ask(ip, "Question")
-    command(ip, f"cache {rec}")
+    command(ip, f"replay-or-record {rec}")
     _newer_sdk(gemini_magic._magics.connection)
     server.queue(Reply(text="A fresh answer for the new request."))
     assert ask(ip, "Question") == "A fresh answer for the new request."

@@ -8,6 +8,7 @@ Waits are bounded waits for events, never timing assertions.
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import queue
@@ -448,6 +449,57 @@ def test_attachments_are_sent_as_parts(make, server):
     assert server.last.last_user_text() == "What is in these?"
     assert chat.upload.value == () and chat.attached.value == ""
     assert "chart.png" in chat.messages[-2].html
+
+
+def test_the_calculator_counts_the_message_with_the_history_and_sends_nothing(ip, make, server):
+    from gemini_magic.counting import Count
+
+    ok(ip, "%%gemini -c plan\nPlan a day in Kyoto.")
+    chat = make("chat", "plan")
+    chat.upload.value = (upload("chart.png", png_bytes(), "image/png"),)
+    chat.text = "How long is the bus ride?"
+    before = len(server.requests)
+    chat.count_button.click()
+    status = html.unescape(chat.status.value)
+    new = [r.action for r in server.requests[before:]]
+    assert "countTokens" in new and not {"generateContent", "streamGenerateContent"} & set(new)
+    counted = chat.count()
+    assert isinstance(counted, Count)
+    labels = [p.label for p in counted.pieces]
+    assert labels[0] == "history (1 turn)" and "text" in labels and any(la.startswith("image 1") for la in labels)
+    assert f"{counted.total:,} input tokens (history (1 turn) " in status
+    assert "fits gemini-2.5-flash's limit of 1,048,576" in status and "Counted, not sent." in status
+    assert "gm-error" not in status
+    assert len(gemini_magic.conversation("plan").turns) == 1  # nothing kept
+    assert chat.text == "How long is the bus ride?" and len(chat.upload.value) == 1  # nothing consumed
+
+
+def test_the_calculator_with_nothing_typed_says_what_to_do(make, server):
+    chat = make("chat", "empty")
+    chat.count_button.click()
+    assert "nothing to count yet" in chat.status.value and "gm-error" in chat.status.value
+    assert [r.action for r in server.requests] == ["list"]  # the model list, when the chat was made
+
+
+def test_the_estimate_grows_as_you_type_without_a_request(ip, make, server):
+    ok(ip, "%%gemini -c est\nPlan a day in Kyoto.")
+    chat = make("chat", "est")
+    before = len(server.requests)
+    assert chat.meter.value == ""
+    chat.text = "Short?"
+    short = int(re.search(r"About ([\d,]+) tokens", chat.meter.value).group(1).replace(",", ""))
+    history = gemini_magic.conversation("est").turns[-1].usage
+    assert f"with the history ({history['prompt_tokens'] + history['output_tokens']:,})" in chat.meter.value
+    chat.text = "A much longer question about the bus ride to Arashiyama and back, with stops. " * 5
+    longer = int(re.search(r"About ([\d,]+) tokens", chat.meter.value).group(1).replace(",", ""))
+    assert longer > short
+    chat.upload.value = (upload("chart.png", png_bytes(), "image/png"),)
+    with_image = int(re.search(r"About ([\d,]+) tokens", chat.meter.value).group(1).replace(",", ""))
+    assert with_image >= longer + 258
+    assert len(server.requests) == before  # all local
+    chat.text = ""
+    chat.upload.value = ()
+    assert chat.meter.value == ""
 
 
 def test_an_unsupported_attachment_is_refused_with_a_message(make, server):
@@ -940,7 +992,7 @@ def test_the_transcript_scrolls_above_a_pinned_input(make, server):
 
     chat = make("chat", "pinned")
     # The frame: the header row, the scroll box, then the attachments, the input and the status line.
-    assert list(chat.children) == [chat.top, chat.scroller, chat.attached, chat.input_row, chat.status]
+    assert list(chat.children) == [chat.top, chat.scroller, chat.attached, chat.input_row, chat.meter, chat.status]
     layout = chat.scroller.layout
     assert TRANSCRIPT_HEIGHT == "min(60vh, 520px)" and layout.max_height == TRANSCRIPT_HEIGHT
     assert layout.overflow == "auto" and layout.display == "flex"

@@ -45,7 +45,7 @@ def ask_many(session, template: str, rows, options, *, mode: str = "local", colu
         from ..counting import count_batch
 
         return count_batch(session.engine, requests, batch_api=mode == "api",
-                           service_tier=recipe.config.get("service_tier")), None
+                           service_tier=recipe.config.get("service_tier"), cache=recipe.cache), None
     if mode == "api":
         from .api import run as run_job
 

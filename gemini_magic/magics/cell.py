@@ -25,6 +25,8 @@ def ask(magics, options: Options, line: str, cell: str):
 
     if options.dry_run:
         return _dry_run(magics, options, prepared, debug)
+    if options.cache_create:
+        return _create_cache(magics, options, prepared, debug)
     renderer = renderer_for(magics.shell, fmt=prepared.fmt, footer=bool(options.usage or settings.usage),
                             interval=settings.update_interval)
     # -f code: the JupyterLab extension, when it answered our hello, puts the code in the
@@ -71,7 +73,8 @@ def _dry_run(magics, options: Options, prepared, debug: bool):
 
     engine = magics.session.engine
     try:
-        count = price(count_request(engine, prepared.request), engine, prepared.request.config.get("service_tier"))
+        count = price(count_request(engine, prepared.request, cache=prepared.cache), engine,
+                      prepared.request.config.get("service_tier"))
     except GeminiError as error:
         raise magics.fail(error, debug) from None
     if options.out:
@@ -79,3 +82,22 @@ def _dry_run(magics, options: Options, prepared, debug: bool):
     from IPython.display import display
 
     display(count.bundle(), raw=True)
+
+
+def _create_cache(magics, options: Options, prepared, debug: bool):
+    """--cache-create NAME: cache the cell's context (nothing is asked); -o keeps its CacheInfo."""
+    from ..magics.commands.caches import created
+    from ..render.notes import note
+    from ..settings import SettingError, seconds_of
+
+    settings = magics.settings()
+    try:
+        ttl = seconds_of("--ttl", options.ttl if options.ttl is not None else settings.cache_ttl)
+        info = magics.session.caches.create(options.cache_create, prepared.request, ttl)
+    except SettingError as exc:
+        raise magics.fail(GeminiError(str(exc), "For example: --ttl 30m, --ttl 2h.")) from None
+    except GeminiError as error:
+        raise magics.fail(error, debug) from None
+    note(created(info, settings.prices), shell=magics.shell)
+    if options.out:
+        magics.shell.user_ns[options.out] = info

@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx2
 
-from ..client import MODE_VARIABLE, MODES, PATH_VARIABLE  # noqa: F401  (re-exported)
+from ..client import MODE_VARIABLE, MODES, PATH_VARIABLE, mode_of  # noqa: F401  (re-exported)
 from ..files import write_atomic
 from .matching import (  # noqa: F401  (FETCH_EXTENSION and last_user_text are re-exported)
     FETCH_EXTENSION,
@@ -86,7 +86,7 @@ def _parse_sse(raw: bytes) -> list:
     return events
 
 
-def _record_response(status: int, headers, raw: bytes) -> dict:
+def _record_response(status: int, headers, raw: bytes, path: str = "") -> dict:
     content_type = headers.get("content-type", "")
     # An error on ?alt=sse comes as a plain JSON body under an event-stream type.
     if "text/event-stream" in content_type and status < 400:
@@ -102,6 +102,8 @@ def _record_response(status: int, headers, raw: bytes) -> dict:
         except UnicodeDecodeError:
             recorded["base64"] = base64.b64encode(raw).decode("ascii")
     kept = {name: headers[name] for name in _KEPT_HEADERS if name in headers}
+    if "cachedContents" in path and "date" in headers:
+        kept["date"] = headers["date"]  # a cache's expiry is shown from the server's clock (server_time)
     if content_type and content_type != _JSON_TYPE:
         kept["content-type"] = content_type
     if kept:
@@ -172,7 +174,7 @@ class RecordingTransport(httpx2.BaseTransport):
     """An httpx transport that passes requests to `inner`, records them, or replays them.
 
     live: pass through. record: pass through and record (the file starts empty).
-    replay: answer from the recording only. cache: replay what is recorded, record
+    replay: answer from the recording only. replay-or-record: replay what is recorded, record
     what is not.
     """
 
@@ -184,15 +186,14 @@ class RecordingTransport(httpx2.BaseTransport):
         self.set_mode(mode, path)
 
     def set_mode(self, mode: str, path: str | os.PathLike | None = None) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        mode = mode_of(mode)
         if mode != "live" and path is None:
             raise ValueError(f"{mode} needs a recording file")
         with self._lock:
             self.mode = mode
             self.recording = None if mode == "live" else Recording(path, fresh=(mode == "record"))
             self._cursor: dict[str, int] = {}
-            self._seen: set[str] = set()  # recorded in this session (record/cache)
+            self._seen: set[str] = set()  # recorded in this session (record, replay-or-record)
             self.hits = self.misses = 0
             self.near: dict[str, list[str]] = {}  # near matches served: recorded key -> fields added
 
@@ -202,15 +203,34 @@ class RecordingTransport(httpx2.BaseTransport):
         before a retry of a replayed error are skipped)."""
         return getattr(self._local, "replayed", False)
 
+    def server_time(self):
+        """The Date of this thread's last response (a recorded one's, in replay), as an
+        aware datetime; None when it had none. A cache's time left is counted from it,
+        so a replayed notebook shows what the recorded one showed."""
+        date = getattr(self._local, "date", None)
+        if not date:
+            return None
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return parsedate_to_datetime(date)
+        except (TypeError, ValueError):
+            return None
+
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = self._handle(request)
+        self._local.date = response.headers.get("date")
+        return response
+
+    def _handle(self, request: httpx2.Request) -> httpx2.Response:
         self._local.replayed = False
         if self.mode == "live":
             return self.inner.handle_request(request)
         normalized = normalize_request(request)
         key = request_key(normalized)
-        if self.mode in ("replay", "cache"):
+        if self.mode in ("replay", "replay-or-record"):
             replayed = self._replay(key, request)
-            can_go_live = self.mode == "cache" and self.api_key not in (None, _no_key())
+            can_go_live = self.mode == "replay-or-record" and self.api_key not in (None, _no_key())
             if replayed is None and not can_go_live:
                 replayed = self._replay_near(normalized, request)
             if replayed is not None:
@@ -223,7 +243,8 @@ class RecordingTransport(httpx2.BaseTransport):
         response = self.inner.handle_request(request)
 
         def store(raw: bytes) -> None:
-            self._store(key, normalized, _record_response(response.status_code, response.headers, raw))
+            self._store(key, normalized, _record_response(response.status_code, response.headers, raw,
+                                                          str(normalized.get("path") or "")))
 
         response.stream = _TeeStream(response.stream, store)
         return response

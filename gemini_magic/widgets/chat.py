@@ -234,6 +234,57 @@ class ChatWidget(ChatView):
         run.thread.start()
         return True
 
+    def count(self, text: str | None = None):
+        """Count what sending `text` (default: the input box's) would send, with the
+        history and the attached files: a counting.Count, the same as a cell's --dry-run.
+        Only countTokens (and the model's limit, once) is asked; nothing is kept."""
+        from ..counting import count_request, price
+
+        text = (self.text if text is None else text).strip()
+        files = [{"name": f["name"], "content": bytes(f["content"])} for f in self.upload.value]
+        if not text and not files:
+            from ..errors import GeminiError
+
+            raise GeminiError("There is nothing to count yet.",
+                              "Type a message: the count is of what it would send, with the history.")
+        prepared = self.magics.session.prepare(text, self._options(files), "widget", key=self._new_key(),
+                                               default_chat=self.name)
+        engine = self.magics.session.engine
+        return price(count_request(engine, prepared.request, cache=prepared.cache), engine,
+                     prepared.request.config.get("service_tier"))
+
+    def _count_clicked(self) -> None:
+        from ..errors import GeminiError
+
+        try:
+            counted = self.count()
+        except GeminiError as error:
+            self._say(str(error), error=True)
+            return
+        self._say(counted.summary(), error=counted.fits is False)
+
+    def _estimate(self) -> None:
+        """About how many tokens the next message would send, as you type: the history
+        (the last answer's own count where there is one), the text and the attachments.
+        Local only: the calculator button asks Gemini for the exact figure."""
+        from ..transport.tokens import bytes_tokens
+
+        text = self.text
+        files = list(self.upload.value)
+        if not text.strip() and not files:
+            self.meter.value = ""
+            return
+        turns = self.conversation.turns
+        history = 0
+        if turns:
+            last = turns[-1].usage or {}
+            counted = last.get("prompt_tokens", 0) + last.get("output_tokens", 0)
+            history = counted or sum(t.estimated_tokens() for t in turns)
+        mine = len(text) // 4 + 1 + sum(bytes_tokens(_mime(f["name"]), bytes(f["content"])) for f in files)
+        with_history = f" with the history ({history:,})" if history else ""
+        self.meter.value = (f'<div class="gm-meta">About {history + mine:,} tokens to send{with_history}; '
+                            "the calculator counts them exactly, with the cost.</div>")
+
     def stop(self) -> None:
         """End the answer being received, at once: its connection closes and nothing
         more is sent. Its partial text stays on screen and the conversation is left as it
@@ -524,3 +575,9 @@ def _close(message: Message) -> None:
 
 def _same(turns, shown) -> bool:
     return len(turns) == len(shown) and all(a is b for a, b in zip(turns, shown, strict=True))
+
+
+def _mime(name: str) -> str:
+    import mimetypes
+
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"

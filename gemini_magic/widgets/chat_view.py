@@ -33,7 +33,8 @@ MODEL_TIP = "Used by this chat only; %%gemini cells use the settings panel's mod
 
 
 class ChatView(widgets.VBox):
-    """The controls; a subclass answers `send`, `stop`, `new_chat` and `_export_clicked`."""
+    """The controls; a subclass answers `send`, `stop`, `new_chat`, `_export_clicked`,
+    `_count_clicked` and `_estimate`."""
 
     def _build(self, magics, name: str, model: str | None) -> None:
         self.messages: list[Message] = []
@@ -74,6 +75,14 @@ class ChatView(widgets.VBox):
         self.send_button = widgets.Button(description="Send", button_style="primary", icon="paper-plane",
                                           layout=widgets.Layout(width="90px"))
         self.send_button.on_click(lambda _: self.send())
+        self.count_button = widgets.Button(icon="calculator", layout=widgets.Layout(width="36px"),
+                                           tooltip="Count what this message would send, with the history, and its "
+                                                   "cost (countTokens: nothing is sent to the model)")
+        self.count_button.on_click(lambda _: self._count_clicked())
+        # A local estimate as you type (no request); the calculator gives the exact count.
+        self.meter = widgets.HTML()
+        for box in (self.input, self.area):
+            box.observe(lambda _change: self._estimate(), "value")
         self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True,
                                           layout=widgets.Layout(width="80px"))
         self.stop_button.on_click(lambda _: self.stop())
@@ -89,12 +98,12 @@ class ChatView(widgets.VBox):
         if choices.reason:
             self._say(choices.reason)
 
-        self.input_row = widgets.HBox([self.upload, self.multiline, self.input, self.send_button],
+        self.input_row = widgets.HBox([self.upload, self.multiline, self.input, self.count_button, self.send_button],
                                       layout=widgets.Layout(align_items="center", grid_gap="4px"))
         self.top = widgets.HBox([self.header, self.model_label, self.model, self.new_button, self.stop_button,
                                  self.export_button], layout=widgets.Layout(align_items="center", grid_gap="4px"))
         super().__init__(
-            [self.top, self.scroller, self.attached, self.input_row, self.status],
+            [self.top, self.scroller, self.attached, self.input_row, self.meter, self.status],
             layout=widgets.Layout(border="1px solid var(--jp-border-color1,#ccc)",
                                   padding="8px 10px", max_width=MAX_WIDTH, grid_gap="2px"),
         )
@@ -157,13 +166,14 @@ class ChatView(widgets.VBox):
     def _toggle_multiline(self, change) -> None:
         old, new = (self.input, self.area) if change.new else (self.area, self.input)
         new.value, old.value = old.value, ""
-        self.input_row.children = [self.upload, self.multiline, new, self.send_button]
+        self.input_row.children = [self.upload, self.multiline, new, self.count_button, self.send_button]
 
     def _attachments_changed(self, change) -> None:
         names = [f"{f['name']} ({f['size'] / 1024:,.0f} KB)" for f in change.new]
         self.attached.value = (
             '<div class="gm-meta">📎 ' + html.escape(", ".join(names)) + ": sent with the next message.</div>"
             if names else "")
+        self._estimate()
 
     def _export_clicked(self) -> None:
         try:

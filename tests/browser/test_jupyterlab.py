@@ -184,6 +184,9 @@ def test_widgets_in_jupyterlab(services, page):
     partial = [t for t in seen if "Hello" in t and "a code block" not in t]
     assert len(partial) >= 2, seen  # it grew while streaming
     assert all(len(a) < len(b) for a, b in zip(partial, partial[1:], strict=False)), partial
+    # The usage line (which names the model) comes when the answer ends, a moment after
+    # its last text: wait for it rather than read the bubble while it is still coming.
+    wait_until(lambda: "out tokens" in last_model_text(chat), 20, "the answer's usage line")
     final = last_model_text(chat)
     assert "Hello from the fake Gemini, streamed in small pieces." in final
     # The chat's model is its own ("Model (this chat)"): the panel's pick is for cells.

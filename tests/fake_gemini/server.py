@@ -1532,6 +1532,15 @@ class _Handler(BaseHTTPRequestHandler):
         # Small SSE writes must leave at once, not wait for Nagle/delayed ACK.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header from the server's clock, which advance() moves, as a real
+        server's Date agrees with the expireTime it writes."""
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        from email.utils import format_datetime
+
+        return format_datetime(self.server.fake.now(), usegmt=True)
+
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.fake.verbose:
             sys.stderr.write("fake_gemini: " + (format % args) + "\n")

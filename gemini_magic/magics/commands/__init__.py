@@ -46,7 +46,10 @@ COMMANDS: dict[str, Command] = {
                       "record", (1, 1)),
     "replay": Command("replay PATH", "answer only from PATH; nothing goes to the network", "recording", "replay",
                       (1, 1)),
-    "cache": Command("cache PATH", "replay what PATH holds, record what it does not", "recording", "cache", (1, 1)),
+    "replay-or-record": Command("replay-or-record PATH", "replay what PATH holds, record what it does not",
+                                "recording", "replay_or_record", (1, 1)),
+    "cache": Command("cache PATH", "old name of replay-or-record (context caches are %gemini caches)", "recording",
+                     "cache", (1, 1)),
     "live": Command("live", "stop recording or replaying", "recording", "live"),
     "recording": Command("recording", "show the record/replay mode and its file", "recording", "status"),
     "chat": Command("chat NAME", "make NAME the conversation of plain %%gemini cells ('off': single-turn cells "
@@ -65,6 +68,12 @@ COMMANDS: dict[str, Command] = {
                      "quota", "usage"),
     "limits": Command("limits [forget]", "the rate limits in force: those Google stated in a 429 ('forget' clears "
                       "them)", "quota", "limits", (0, 1)),
+    "caches": Command("caches", "the context caches alive for this key: name, model, tokens, expiry (make one with "
+                      "%%gemini --cache-create NAME)", "caches", "caches"),
+    "cache-extend": Command("cache-extend NAME DURATION", "keep context cache NAME for DURATION from now (30m, 2h, "
+                            "1d)", "caches", "extend", (2, 2)),
+    "cache-delete": Command("cache-delete NAME", "delete context cache NAME (its storage stops being billed)", "caches",
+                            "delete", (1, 1)),
     "batch-status": Command("batch-status ID", "the state of a Gemini Batch API job (and its results, once done)",
                             "batches", "status", (1, 1)),
     "settings": Command("settings", "a panel of widgets for the model and its settings, bound to %%gemini cells",

@@ -1,4 +1,5 @@
-"""%gemini record, replay, cache, live and recording: record/replay (transport/replay.py)."""
+"""%gemini record, replay, replay-or-record, live and recording: record/replay
+(transport/replay.py). `%gemini cache PATH` is replay-or-record's old name, kept working."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 
 from IPython.core.error import UsageError
 
-from ...client import MODE_VARIABLE, MODES, PATH_VARIABLE
+from ...client import MODE_VARIABLE, MODES, PATH_VARIABLE, mode_of
 from ...errors import GeminiError
 
 
@@ -18,8 +19,16 @@ def replay(magics, args) -> None:
     _choose(magics, "replay", args[0])
 
 
+def replay_or_record(magics, args) -> None:
+    _choose(magics, "replay-or-record", args[0])
+
+
 def cache(magics, args) -> None:
-    _choose(magics, "cache", args[0])
+    from ...render.notes import note
+
+    note(f"%gemini cache is now called %gemini replay-or-record {args[0]} (\"cache\" now means Gemini's context "
+         "caches: %gemini caches). The old name still works, for now.", shell=magics.shell)
+    _choose(magics, "replay-or-record", args[0])
 
 
 def live(magics, args) -> None:
@@ -35,9 +44,10 @@ def _choose(magics, mode: str, path: str) -> None:
     # records with a key elsewhere, unedited.
     forced = os.environ.get(MODE_VARIABLE, "").strip().lower()
     if forced:
-        if forced not in MODES:
-            raise UsageError(f"{MODE_VARIABLE}={forced!r}: use one of {', '.join(MODES)}.")
-        mode = forced
+        try:
+            mode = mode_of(forced)
+        except ValueError:
+            raise UsageError(f"{MODE_VARIABLE}={forced!r}: use one of {', '.join(MODES)}.") from None
     set_recording(magics, mode, os.environ.get(PATH_VARIABLE) or path)
 
 
