@@ -305,7 +305,7 @@ class Answer:
         if toolbox:
             tools.append({"function_declarations": toolbox.declarations()})
             if not tools_allowed:
-                config["tool_config"] = {"function_calling_config": {"mode": "NONE"}}
+                config["tool_config"] = {**config.get("tool_config", {}), "function_calling_config": {"mode": "NONE"}}
         if tools:
             config["tools"] = tools
         return sdk.types().GenerateContentConfig(**config) if config else None

@@ -19,6 +19,8 @@ THINKING_LEVELS = ("minimal", "low", "medium", "high")
 TIERS = ("auto", "free", "paid", "off")  # quota tiers (transport/limits.py)
 SERVICE_TIERS = ("standard", "flex", "priority")  # how a request is served and priced (costs.py)
 MEDIA_RESOLUTIONS = ("low", "medium", "high")  # tokens per image/page/frame; a part may also say ultra_high
+ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")  # image models' ImageConfig
+IMAGE_SIZES = ("1K", "2K", "4K")
 FRONT_ENDS = ("cell", "batch", "batch-api", "widget", "ask")
 # The settings (settings.py's fields), named here so that the magic can check them when
 # set without importing settings.py at load; a test keeps the two in step.
@@ -97,6 +99,13 @@ OPTIONS: tuple[Option, ...] = (
          help="standard (default), flex (half price, slower, may be shed) or priority (dearer, fastest)."),
     _opt("media_resolution", "--media-resolution", choices=MEDIA_RESOLUTIONS,
          help="Tokens spent per image, PDF page or video frame; one attachment: --image high:FILE."),
+    _opt("maps", "--maps", action="store_true", help="Ground the answer in Google Maps, with the places as sources."),
+    _opt("location", "--location", metavar="LAT,LNG|PLACE",
+         help="Where the user is, for --maps (or --search): latitude,longitude, or a place name."),
+    _opt("aspect_ratio", "--aspect-ratio", choices=ASPECT_RATIOS, help="Image models: the images' shape, e.g. 16:9."),
+    _opt("image_size", "--image-size", choices=IMAGE_SIZES, help="Image models: 1K (default), 2K or 4K."),
+    _opt("voice", "--voice", metavar="NAME|SPEAKER=NAME,...",
+         help="Speech models: answer as audio in this voice, or one voice per speaker (Joe=Kore,Jane=Puck)."),
     _opt("cache", "--cache", metavar="NAME",
          help="Ask about the context cache NAME (made with --cache-create), with the model it was made for."),
     _opt("cache_create", "--cache-create", metavar="NAME",
@@ -232,6 +241,11 @@ def _make_options():
         dry_run: bool = False
         service_tier: str | None = None
         media_resolution: str | None = None
+        maps: bool = False
+        location: str | None = None  # "lat,lng" or a place name
+        aspect_ratio: str | None = None
+        image_size: str | None = None
+        voice: str | None = None  # a voice, or "Speaker=Voice,Speaker=Voice"
         cache: str | None = None  # a context cache's name (caches.py)
         cache_create: str | None = None
         ttl: str | None = None

@@ -125,6 +125,8 @@ class Recipe:
             config.update(schema.config())
             fmt = "json" if options.format is None else fmt
         stream = settings.stream if options.stream is None else options.stream
+        if options.voice:
+            stream = False  # speech comes as one audio part; a player needs it whole
         if front_end in ("batch", "batch-api"):
             stream = False  # nothing shows an item's answer as it arrives
         recipe = cls(options, settings, surroundings, model, config, fmt, stream, schema, None, [],
@@ -160,7 +162,7 @@ class Recipe:
             approve = _pick(self.options.approve, self.settings.approve)
             self.toolbox = Toolbox(bound, approve=approve, ask=self.surroundings.ask_approval)
         for wanted, tool in (("search", "google_search"), ("code_exec", "code_execution"),
-                             ("url_context", "url_context")):
+                             ("url_context", "url_context"), ("maps", "google_maps")):
             if getattr(self.options, wanted):
                 self.server_tools.append({tool: {}})
 
@@ -217,6 +219,9 @@ class Recipe:
                 raise GeminiError("There is no error to explain yet.", "Run the cell that fails first.")
             prompt = error_prompt(error, prompt)
             segments = [prompt]
+        if o.location and coordinates(o.location) is None:
+            # No geocoder here: a place name goes to the model as the user's words.
+            segments = [f"(I am in {o.location}.)\n\n", *segments]
         if o.context:
             missing = [name for name in o.context if name not in namespace]
             if missing:
@@ -264,8 +269,8 @@ def _check_cache_options(options: Options) -> None:
     if not options.cache:
         return
     own = [flag for flag, given in (("-s", options.system), ("--search", options.search),
-                                     ("--code-exec", options.code_exec), ("--url-context", options.url_context))
-           if given]
+                                     ("--code-exec", options.code_exec), ("--url-context", options.url_context),
+                                     ("--maps", options.maps)) if given]
     if own:
         raise OptionError(f"{', '.join(own)} cannot go with --cache: Gemini takes a system instruction and "
                           "tools only inside the cache.",
@@ -318,7 +323,51 @@ def _generation_config(options: Options, settings: Settings, namespace: dict) ->
     resolution = _pick(options.media_resolution, settings.media_resolution)
     if resolution:
         values["media_resolution"] = "MEDIA_RESOLUTION_" + resolution.upper()
+    image = {"aspect_ratio": options.aspect_ratio, "image_size": options.image_size}
+    if any(image.values()):
+        values["image_config"] = {k: v for k, v in image.items() if v}
+    if options.voice:
+        values["response_modalities"] = ["AUDIO"]
+        values["speech_config"] = speech_config(options.voice)
+    where = coordinates(options.location)
+    if options.location and not (options.maps or options.search):
+        raise OptionError("--location goes with --maps or --search.", "Add --maps to ground the answer in Google Maps.")
+    if where is not None:
+        values["tool_config"] = {"retrieval_config": {"lat_lng": {"latitude": where[0], "longitude": where[1]}}}
     return {k: v for k, v in values.items() if v is not None}
+
+
+def speech_config(voice: str) -> dict:
+    """--voice Kore, or one voice per speaker: --voice "Joe=Kore,Jane=Puck" (the names the
+    prompt's dialogue uses)."""
+    def prebuilt(name: str) -> dict:
+        return {"prebuilt_voice_config": {"voice_name": name.strip()}}
+
+    if "=" not in voice:
+        return {"voice_config": prebuilt(voice)}
+    speakers = []
+    for pair in voice.split(","):
+        speaker, equals, name = pair.partition("=")
+        if not equals or not speaker.strip() or not name.strip():
+            raise OptionError(f"--voice {voice!r}: give SPEAKER=VOICE pairs, comma-separated.",
+                              "For example: --voice \"Joe=Kore,Jane=Puck\".")
+        speakers.append({"speaker": speaker.strip(), "voice_config": prebuilt(name)})
+    return {"multi_speaker_voice_config": {"speaker_voice_configs": speakers}}
+
+
+def coordinates(location: str | None) -> tuple[float, float] | None:
+    """"35.01,135.77" -> (35.01, 135.77); a place name (or nothing) -> None."""
+    if not location:
+        return None
+    latitude, comma, longitude = location.partition(",")
+    try:
+        lat, lng = float(latitude), float(longitude)
+    except ValueError:
+        return None
+    if not comma or not (-90 <= lat <= 90 and -180 <= lng <= 180):
+        raise OptionError(f"--location {location!r}: a latitude is -90 to 90 and a longitude -180 to 180.",
+                          "For example: --location 35.01,135.77, or a place name: --location Kyoto.")
+    return lat, lng
 
 
 def _parts(segments: list, media_options: dict) -> list:

@@ -341,6 +341,20 @@ def check_ttl(run):
     assert [_k(r.body, "ttl") for r in _created(run)] == ["7200s"]
 
 
+def check_location(run):
+    def at(r):
+        config = _k(_k(r.body, "toolConfig"), "retrievalConfig")
+        return _k(config, "latLng") == {"latitude": 35.01, "longitude": 135.77}
+    _all(run, at, "toolConfig.retrievalConfig.latLng 35.01,135.77")
+
+
+def check_voice(run):
+    def spoken(r):
+        voice = _k(_k(_k(gen(r, "speechConfig"), "voiceConfig"), "prebuiltVoiceConfig"), "voiceName")
+        return gen(r, "responseModalities") == ["AUDIO"] and voice == "Kore"
+    _all(run, spoken, "responseModalities AUDIO and the voice Kore")
+
+
 def check_debug(run):
     assert run.error is not None, f"{run.front}: the failing request did not fail"
     assert "Traceback (most recent call last)" in getattr(run.error, "debug_text", ""), \
@@ -475,6 +489,11 @@ CASES = [
     Case("dry_run", True, check_dry_run),
     Case("service_tier", "flex", check_service_tier),
     Case("media_resolution", "low", config_is(("mediaResolution",), "MEDIA_RESOLUTION_LOW")),
+    Case("maps", True, server_tool("googleMaps")),
+    Case("location", "35.01,135.77", check_location, extra={"maps": True}),
+    Case("aspect_ratio", "16:9", config_is(("imageConfig", "aspectRatio"), "16:9")),
+    Case("image_size", "2K", config_is(("imageConfig", "imageSize"), "2K")),
+    Case("voice", "Kore", check_voice),
     Case("cache", "kept", check_cache, setup=a_cache_kept),
     Case("cache_create", "made", check_cache_create, setup=small_caches),
     Case("ttl", "2h", check_ttl, extra={"cache_create": "timed"}, setup=small_caches),

@@ -11,12 +11,17 @@ from .kinds import IMAGE_TYPES
 class MediaAnswer(str):
     """An answer's text that also carries the images and audio it came with: it is
     the text everywhere a str is expected, and `.images` (PIL images) and `.audio`
-    (a list of (mime type, bytes)) hold the rest.
+    (a list of (mime type, bytes); speech as WAV) hold the rest.
 
         %%gemini -m gemini-2.5-flash-image -o drawing
         Draw a cat.
 
         drawing.images[0].save("cat.png")
+
+        %%gemini -m gemini-2.5-flash-preview-tts --voice Kore -o hello
+        Say cheerfully: have a wonderful day!
+
+        open("hello.wav", "wb").write(hello.audio[0][1])
     """
 
     images: list
@@ -42,7 +47,9 @@ def answer_value(answer) -> Any:
             except (UnidentifiedImageError, OSError):
                 pass  # unreadable bytes: the answer's text is still stored
         elif mime.startswith("audio/"):
-            audio.append((mime, blob.data))
+            from .audio import playable
+
+            audio.append(playable(mime, blob.data))  # TTS's raw PCM as a WAV file
     if not images and not audio:
         return answer.text
     value = MediaAnswer(answer.text)

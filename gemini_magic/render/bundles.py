@@ -48,7 +48,22 @@ def compose(answer, fmt: str, footer: str = "") -> dict:
         return answer_bundle(answer.text, fmt, footer, answer.parsed)
     html_parts, plain_parts = [], []
     only_text = sum(type(b) is TextBlock for b in blocks) <= 1
+    gallery: list[str] = []  # images in a row: shown side by side, each opens full size
+
+    def shelve() -> None:
+        if len(gallery) > 1:
+            html_parts.append('<div class="gemini-gallery" style="display:flex;flex-wrap:wrap;gap:8px;'
+                              f'align-items:flex-start">{"".join(_tile(g) for g in gallery)}</div>\n')
+        else:
+            html_parts.extend(gallery)
+        gallery.clear()
+
     for block in blocks:
+        if isinstance(block, PartBlock) and _is_image(block.part):
+            gallery.append(part_html(block.part))
+            plain_parts.append(part_text(block.part))
+            continue
+        shelve()
         if isinstance(block, ThoughtBlock):
             html_parts.append('<details class="gemini-thoughts"><summary><em>Thoughts</em></summary>'
                               f"{to_html(block.text)}</details>\n")
@@ -65,6 +80,7 @@ def compose(answer, fmt: str, footer: str = "") -> dict:
         elif isinstance(block, PartBlock):
             html_parts.append(part_html(block.part))
             plain_parts.append(part_text(block.part))
+    shelve()
     if grounding is not None:
         sources = sources_markdown(grounding)
         if sources:
@@ -75,6 +91,15 @@ def compose(answer, fmt: str, footer: str = "") -> dict:
         body += f'<div class="gemini-usage" style="opacity:0.6;font-size:smaller">{html.escape(footer)}</div>'
         plain += f"\n\n[{footer}]"
     return {"text/html": f'<div class="gemini-answer">{body}</div>', "text/plain": plain}
+
+
+def _tile(image_html: str) -> str:
+    return f'<div style="flex:0 1 320px;min-width:160px">{image_html}</div>'
+
+
+def _is_image(part) -> bool:
+    blob = part.inline_data
+    return blob is not None and bool(blob.data) and (blob.mime_type or "").lower().startswith("image/")
 
 
 def transcript_bundle(conversation) -> dict:

@@ -86,6 +86,10 @@ def part_html(part) -> str:
         if mime in ("image/png", "image/jpeg", "image/gif", "image/webp"):
             return image(mime, data)
         if mime.startswith("audio/"):
+            from ..media.audio import playable
+
+            mime, wav = playable(mime, blob.data)
+            data = base64.b64encode(wav).decode()
             return f'<audio controls src="data:{html.escape(mime)};base64,{data}"></audio>\n'
         return f"<div><em>[{html.escape(mime)} data, {len(blob.data):,} bytes]</em></div>\n"
     return ""
@@ -129,7 +133,7 @@ def citations(text: str, grounding) -> dict[int, list[tuple[str, str]]]:
     out: dict[int, list[tuple[str, str]]] = {}
     for end, indices in ends.items():
         at = chars.get(end) or next(chars[b] for b in range(end, size + 1) if b in chars)
-        out.setdefault(at, []).extend((str(i + 1), _web_uri(chunks[i].web)) for i in indices)
+        out.setdefault(at, []).extend((str(i + 1), _web_uri(_source(chunks[i]))) for i in indices)
     return out
 
 
@@ -176,17 +180,27 @@ def _plain(text: str) -> str:
     return _MARKDOWN_ACTIVE.sub(lambda m: "\\" + m.group(0), " ".join(text.split()))
 
 
+def _source(chunk):
+    """What a grounding chunk cites: a web page (Search), a place (Maps) or a passage of
+    a document (File Search); each has a title and a uri."""
+    return chunk.web or chunk.maps or chunk.retrieved_context
+
+
 def sources_markdown(grounding) -> str:
     """The numbered sources, and the search suggestions Google asks apps to show
-    (as plain links to the searches: its ready-made HTML is not displayed as is)."""
+    (as plain links to the searches: its ready-made HTML is not displayed as is).
+    Google Maps' widget token is never used: it would need Google's script."""
     lines = []
     for number, chunk in enumerate(grounding.grounding_chunks or [], 1):
-        web = chunk.web
-        if web is None:
+        source = _source(chunk)
+        if source is None:
             continue
-        title = _plain(web.title or web.domain or web.uri or "source")
-        uri = _web_uri(web)
-        lines.append(f"{number}. [{title}]({uri})" if uri else f"{number}. {title}")
+        title = _plain(source.title or getattr(source, "domain", None) or source.uri or "source")
+        uri = _web_uri(source)
+        line = f"{number}. [{title}]({uri})" if uri else f"{number}. {title}"
+        if chunk.maps is not None:
+            line += " (Google Maps)"
+        lines.append(line)
     out = ""
     if lines:
         out += "\n\n**Sources**\n\n" + "\n".join(lines)

@@ -74,6 +74,7 @@ COMMANDS: dict[str, Command] = {
                             "1d)", "caches", "extend", (2, 2)),
     "cache-delete": Command("cache-delete NAME", "delete context cache NAME (its storage stops being billed)", "caches",
                             "delete", (1, 1)),
+    "voices": Command("voices", "the voices of the speech models, for --voice", "speech", "voices"),
     "batch-status": Command("batch-status ID", "the state of a Gemini Batch API job (and its results, once done)",
                             "batches", "status", (1, 1)),
     "settings": Command("settings", "a panel of widgets for the model and its settings, bound to %%gemini cells",
