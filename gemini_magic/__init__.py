@@ -21,8 +21,8 @@ import os
 
 __version__ = "0.1.0"
 
-__all__ = ["ask", "batch", "conversation", "count", "conversations", "create_cache", "current_session",
-           "last_batch", "list_caches", "load_ipython_extension", "tool", "unload_ipython_extension"]
+__all__ = ["ask", "batch", "conversation", "count", "conversations", "create_cache", "current_session", "embed",
+           "last_batch", "last_embedding", "list_caches", "load_ipython_extension", "tool", "unload_ipython_extension"]
 
 _magics = None
 _session = None  # the Python API's, outside IPython
@@ -183,6 +183,43 @@ def batch(template: str, rows, *, column: str = "answer", concurrency: int | Non
 
         note(summary(run, usage=bool(given.usage)), "warning" if run.errors or run.interrupted else "note")
     return results
+
+
+def embed(texts, *, model: str | None = None, task_type: str | None = None, dimensions: int | None = None,
+          mode: str = "local", batch_size: int = 100):
+    """Embeddings of a list, Series or one-column DataFrame of texts: a NumPy array with
+    one row per text, in order (a row of NaN where a text was empty or failed).
+
+    >>> vectors = gemini_magic.embed(df["review"], task_type="CLUSTERING", dimensions=256)
+
+    `model` (gemini-embedding-001), `task_type` (RETRIEVAL_QUERY, RETRIEVAL_DOCUMENT,
+    SEMANTIC_SIMILARITY, CLASSIFICATION, CLUSTERING, ...) and `dimensions` (the output
+    size; shorter vectors are normalised) are Gemini's. Up to `batch_size` (100) texts go
+    in one request, through the same limiter, retries and recording as every request.
+    `mode="api"` sends them as one Batch API embeddings job. `last_embedding()` keeps the
+    failures.
+    """
+    from .embeddings import embed as run
+    from .render.notes import note
+
+    progress = None
+    if _magics is not None and mode == "local":
+        from .render.progress import batch_progress
+
+        progress = batch_progress(_magics.shell, "Gemini embed")
+    vectors = run(current_session(), texts, model=model, task_type=task_type, dimensions=dimensions, mode=mode,
+                  batch_size=batch_size, progress=progress)
+    done = last_embedding()
+    if done.errors or done.interrupted:
+        note(done.summary(), "warning")
+    return vectors
+
+
+def last_embedding():
+    """The last embed() call (`.vectors`, `.errors` by index, `.model`)."""
+    from . import embeddings
+
+    return embeddings.last_run
 
 
 def last_batch():

@@ -1734,3 +1734,48 @@ def test_service_tier_enum_names_an_override_and_an_unknown_value(server, client
     assert "service_tier" in info.value.message and '"turbo"' in info.value.message
     violation = info.value.details["error"]["details"][0]
     assert violation["fieldViolations"][0]["field"] == "service_tier"
+
+
+# -- embeddings -------------------------------------------------------------------------------------
+
+
+def test_batch_embed_contents_gives_one_vector_per_text_the_same_for_the_same_text(client, server):
+    from tests.fake_gemini.server import EMBEDDING_SIZE
+
+    texts = [types.Content(parts=[types.Part(text=t)]) for t in ("red soup", "red soup", "blue train")]
+    result = client.models.embed_content(model="gemini-embedding-001", contents=texts)
+    values = [e.values for e in result.embeddings]
+    assert len(values) == 3 and len(values[0]) == EMBEDDING_SIZE
+    assert values[0] == values[1] != values[2]
+    assert abs(sum(v * v for v in values[0]) - 1) < 1e-3  # full size: normalised
+    short = client.models.embed_content(model="gemini-embedding-001", contents=texts[:1],
+                                        config=types.EmbedContentConfig(output_dimensionality=8))
+    assert len(short.embeddings[0].values) == 8
+    assert abs(sum(v * v for v in short.embeddings[0].values) - 1) > 0.1  # shorter: the client's to normalise
+
+
+def test_batch_embed_contents_refuses_more_than_100_and_generate_models(client, server):
+    texts = [types.Content(parts=[types.Part(text=f"t{i}")]) for i in range(101)]
+    with pytest.raises(errors.ClientError) as info:
+        client.models.embed_content(model="gemini-embedding-001", contents=texts)
+    assert info.value.code == 400 and "at most 100 requests" in info.value.message
+    with pytest.raises(errors.ClientError) as info:
+        client.models.embed_content(model="gemini-2.5-flash", contents=texts[:1])
+    assert info.value.code == 404
+
+
+def test_an_embeddings_job_answers_inline_once_done(client, server):
+    import warnings
+
+    server.batch_polls = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        job = client.batches.create_embeddings(
+            model="gemini-embedding-001",
+            src={"inlined_requests": {"contents": [types.Content(parts=[types.Part(text="soup")])],
+                                      "config": {"output_dimensionality": 4}}})
+    assert server.last.action == "asyncBatchEmbedContent"
+    done = client.batches.get(name=job.name)
+    assert done.state.name == "JOB_STATE_SUCCEEDED"
+    (item,) = done.dest.inlined_embed_content_responses
+    assert len(item.response.embedding.values) == 4

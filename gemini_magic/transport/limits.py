@@ -35,7 +35,9 @@ from .learned import (
 )
 
 TIER_VARIABLE = "GEMINI_MAGIC_QUOTA"
-_GENERATE = re.compile(r"/models/([^/:]+):(?:generateContent|streamGenerateContent)$")
+# The requests paced and counted per model: answers, and embeddings (gemini_magic.embed:
+# one request per up to 100 texts, counted as one request here).
+_GENERATE = re.compile(r"/models/([^/:]+):(?:generateContent|streamGenerateContent|batchEmbedContents)$")
 
 
 @dataclass

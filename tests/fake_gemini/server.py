@@ -125,6 +125,27 @@ _GOOGLE_RPC = "type.googleapis.com/google.rpc."
 _RATE_LIMIT_DOCS = "https://ai.google.dev/gemini-api/docs/rate-limits"
 # Sent as the X-Gemini-Service-Tier header and usageMetadata.serviceTier.
 SERVICE_TIER = "standard"
+# Embeddings (batchEmbedContents): the most texts in one request, and the full vector size
+# of gemini-embedding-001.
+MAX_EMBED_BATCH = 100
+EMBEDDING_SIZE = 3072
+
+
+def embedding_of(text: str, size: int, task_type: str | None = None) -> list[float]:
+    """A deterministic stand-in for an embedding: texts sharing words point alike (a
+    bag of hashed words), so similarity tests mean something; the task type shifts it."""
+    vector = [0.0] * size
+    for word in (text.lower().split() + ([task_type] if task_type else [])):
+        digest = hashlib.sha256(word.encode()).digest()
+        for i in range(0, 8, 2):
+            vector[int.from_bytes(digest[i:i + 2], "big") % size] += 1.0 if digest[i + 8] % 2 else -1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    # Only the full-size vector comes normalised; a shorter one (outputDimensionality) is
+    # the client's to normalise, as Google's embeddings guide says.
+    scale = 1.0 if size >= EMBEDDING_SIZE else 0.5
+    return [round(scale * v / norm, 6) for v in vector]
+
+
 # Requests that queue_raw() answers by default: the generate-like ones.
 RAW_ACTIONS = ("generateContent", "streamGenerateContent", "countTokens")
 
@@ -144,7 +165,8 @@ _DOWNLOAD_ROUTE = re.compile(r"^/(?:download/)?(?P<version>v1|v1beta)/files/(?P<
 # /{version}/batches[/{id}][:cancel]: the Batch API's jobs (long-running operations).
 _BATCHES_ROUTE = re.compile(r"^/(?P<version>v1|v1beta)/batches(?:/(?P<batch>[^/:]+))?(?::(?P<verb>[A-Za-z]+))?$")
 # Actions of Batch API requests, as ReceivedRequest.action (creation is on the model route).
-BATCH_ACTIONS = ("batchGenerateContent", "getBatch", "listBatches", "cancelBatch", "deleteBatch")
+BATCH_ACTIONS = ("batchGenerateContent", "asyncBatchEmbedContent", "getBatch", "listBatches", "cancelBatch",
+                 "deleteBatch")
 # Vertex AI: /{version}/[projects/{p}/locations/{l}/]publishers/{publisher}/models/{m}[:{action}]
 _VERTEX_ROUTE = re.compile(
     r"^/(?P<version>v1|v1beta1)/"
@@ -162,6 +184,7 @@ IMPLICIT_CACHE_WINDOW = timedelta(hours=1)  # how long a prompt prefix stays imp
 # What the Batch API's states are called on the wire (the SDK shows JOB_STATE_*).
 BATCH_DONE_STATES = ("BATCH_STATE_SUCCEEDED", "BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED", "BATCH_STATE_EXPIRED")
 _BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
+_EMBED_BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.EmbedContentBatch"  # name guessed
 _BATCH_OUTPUT_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput"
 
 
@@ -2008,7 +2031,8 @@ class FakeGemini:
             self._serve_caches(request, handler)
             return
         known = (request.method == "GET" and action in ("list", "get") and not request.vertex) or (
-            request.method == "POST" and request.model and action in (*GENERATE_ACTIONS, "countTokens")
+            request.method == "POST" and request.model and action in (*GENERATE_ACTIONS, "countTokens",
+                                                                      "batchEmbedContents")
         )
         if request.version is None or not known:
             message = f"The requested URL {request.path} was not found on this server."
@@ -2018,7 +2042,7 @@ class FakeGemini:
         if problem is None and request.method == "POST" and request.body is None:
             problem = Error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
         if problem is None and action not in ("list", "get"):
-            problem = self._model_error(request)
+            problem = self._model_error(request, "embedContent" if action == "batchEmbedContents" else None)
         if problem is not None:
             handler.send_json(problem.code, problem.body())
         elif action == "list":
@@ -2027,12 +2051,37 @@ class FakeGemini:
             self._serve_get(request, handler)
         elif action == "countTokens":
             self._serve_count(request, handler)
+        elif action == "batchEmbedContents":
+            self._serve_embed(request, handler)
         else:
             problem = self._prepare_generate(request, handler)
             if problem is not None:
                 handler.send_json(problem.code, problem.body())
             else:
                 self._serve_generate(request, handler, self._next_answer(request))
+
+    # -- embeddings -----------------------------------------------------------------
+
+    def _serve_embed(self, request: ReceivedRequest, handler: _Handler) -> None:
+        """batchEmbedContents: one vector per request, made from its text (the same text
+        always gives the same vector, of outputDimensionality or EMBEDDING_SIZE values)."""
+        items = _get(request.body, "requests") or []
+        if len(items) > MAX_EMBED_BATCH:
+            message = f"* BatchEmbedContentsRequest.requests: at most {MAX_EMBED_BATCH} requests can be in one batch\n"
+            handler.send_json(400, Error(400, "INVALID_ARGUMENT", message).body())
+            return
+        embeddings = []
+        for item in items:
+            content = _get(item, "content") or {}
+            text = " ".join(str(_get(p, "text") or "") for p in _get(content, "parts") or [])
+            if not text.strip():
+                handler.send_json(400, Error(400, "INVALID_ARGUMENT", "* BatchEmbedContentsRequest.requests["
+                                             f"{len(embeddings)}].content.parts: contents.parts must not be empty.\n"
+                                             ).body())
+                return
+            size = _get(item, "outputDimensionality") or EMBEDDING_SIZE
+            embeddings.append({"values": embedding_of(text, int(size), _get(item, "taskType"))})
+        handler.send_json(200, {"embeddings": embeddings})
 
     # -- counting, caches, tiers -----------------------------------------------
 
@@ -2492,7 +2541,7 @@ class FakeGemini:
         if problem is not None:
             handler.send_json(problem.code, problem.body())
             return
-        if request.action == "batchGenerateContent":
+        if request.action in ("batchGenerateContent", "asyncBatchEmbedContent"):
             if request.method != "POST":
                 err = Error(404, "NOT_FOUND", f"The requested URL {request.path} was not found on this server.")
                 handler.send_json(err.code, err.body())
@@ -2512,17 +2561,18 @@ class FakeGemini:
         return Error(404, "NOT_FOUND", f"Requested entity was not found. ({name})")
 
     def _create_batch(self, request: ReceivedRequest, handler: _Handler) -> None:
-        problem = self._model_error(request)
+        embed = request.action == "asyncBatchEmbedContent"  # an embeddings job (batches.create_embeddings)
+        problem = self._model_error(request, "embedContent" if embed else None)
         body = request.body if isinstance(request.body, dict) else None
         batch = _get(body, "batch") if body is not None else None
         config = _get(batch, "inputConfig") if isinstance(batch, dict) else None
-        file_name = _get(config, "fileName")
+        file_name = _get(config, "fileName") or _get(config, "file_name")  # the embeddings job sends snake_case
         inlined = _get(_get(config, "requests"), "requests")
         items: list[dict[str, Any]] = []
         if problem is None and (not isinstance(config, dict) or (file_name is None) == (inlined is None)):
             problem = Error(400, "INVALID_ARGUMENT",
                             "batch.inputConfig must have exactly one of fileName or requests.")
-        if problem is None and not _get(batch, "displayName"):
+        if problem is None and not _get(batch, "displayName") and not embed:
             # Required by the REST reference (the SDK sends it only when given).
             problem = Error(400, "INVALID_ARGUMENT", "batch.displayName is required.")
         if problem is None and file_name is not None:
@@ -2546,7 +2596,7 @@ class FakeGemini:
             self._batch_count += 1
             name = f"batches/job{self._batch_count:08d}"
             metadata: dict[str, Any] = {
-                "@type": _BATCH_TYPE,
+                "@type": _EMBED_BATCH_TYPE if embed else _BATCH_TYPE,
                 "model": f"models/{request.model}",
                 "displayName": _get(batch, "displayName"),
                 "inputConfig": copy.deepcopy(config),
@@ -2560,6 +2610,7 @@ class FakeGemini:
                 "op": {"name": name, "metadata": metadata},
                 "requests": items,
                 "kind": "file" if file_name is not None else "inline",
+                "embed": embed,
                 "model": request.model,
                 "version": request.version,
                 "polls": 0,
@@ -2645,7 +2696,8 @@ class FakeGemini:
             lines = list(self.batch_results_hook(lines))
         output: dict[str, Any] | None = None
         if job["kind"] == "inline" and (lines or state == "BATCH_STATE_SUCCEEDED"):
-            output = {"inlinedResponses": {"inlinedResponses": lines}}
+            key = "inlinedEmbedContentResponses" if job.get("embed") else "inlinedResponses"
+            output = {key: {"inlinedResponses": lines}}
         elif job["kind"] == "file" and (lines or state == "BATCH_STATE_SUCCEEDED"):
             data = b"".join(json.dumps(line).encode("utf-8") + b"\n" for line in lines)
             output = {"responsesFile": self._generated_file(name, data)}
@@ -2679,6 +2731,8 @@ class FakeGemini:
         if "invalid" in item:
             line["error"] = rpc_status(Error(400, "INVALID_ARGUMENT", item["invalid"]))
             return line
+        if job.get("embed"):
+            return {**line, **self._embed_line(item["request"])}
         version = job["version"]
         model = job["model"]
         inner = ReceivedRequest(
@@ -2694,6 +2748,15 @@ class FakeGemini:
         else:
             line["response"] = reply_response(answer, inner, response_id)
         return line
+
+    def _embed_line(self, request: dict[str, Any]) -> dict[str, Any]:
+        """An embeddings job's answer to one request: {"response": {"embedding"}} or an error."""
+        content = _get(request, "content") or {}
+        text = " ".join(str(_get(p, "text") or "") for p in _get(content, "parts") or [])
+        if not text.strip():
+            return {"error": rpc_status(Error(400, "INVALID_ARGUMENT", "contents.parts must not be empty."))}
+        size = int(_get(request, "outputDimensionality") or EMBEDDING_SIZE)
+        return {"response": {"embedding": {"values": embedding_of(text, size, _get(request, "taskType"))}}}
 
     def _generated_file(self, batch_name: str, data: bytes) -> str:
         """Store a batch's results file (downloadable, unlike uploads); return its name."""
