@@ -22,7 +22,8 @@ import os
 __version__ = "0.1.0"
 
 __all__ = ["ask", "batch", "conversation", "count", "conversations", "create_cache", "current_session", "embed",
-           "last_batch", "last_embedding", "list_caches", "load_ipython_extension", "tool", "unload_ipython_extension"]
+           "last_batch", "last_embedding", "list_caches", "load_ipython_extension", "stores", "tool",
+           "unload_ipython_extension"]
 
 _magics = None
 _session = None  # the Python API's, outside IPython
@@ -220,6 +221,13 @@ def last_embedding():
     from . import embeddings
 
     return embeddings.last_run
+
+
+def stores():
+    """Your File Search stores (file_search.Stores): `.create(name)`, `.add(name, paths)`,
+    `.list()`, `.documents(name)`, `.remove(name, document)`, `.delete(name)`; ask one with
+    `ask(..., store=name)` or `%%gemini --store NAME`."""
+    return current_session().stores
 
 
 def last_batch():

@@ -99,6 +99,8 @@ OPTIONS: tuple[Option, ...] = (
          help="standard (default), flex (half price, slower, may be shed) or priority (dearer, fastest)."),
     _opt("media_resolution", "--media-resolution", choices=MEDIA_RESOLUTIONS,
          help="Tokens spent per image, PDF page or video frame; one attachment: --image high:FILE."),
+    _opt("store", "--store", metavar="NAME[,NAME]",
+         help="Answer from your documents in File Search store NAME (see the store-create command)."),
     _opt("maps", "--maps", action="store_true", help="Ground the answer in Google Maps, with the places as sources."),
     _opt("location", "--location", metavar="LAT,LNG|PLACE",
          help="Where the user is, for --maps (or --search): latitude,longitude, or a place name."),
@@ -241,6 +243,7 @@ def _make_options():
         dry_run: bool = False
         service_tier: str | None = None
         media_resolution: str | None = None
+        store: str | None = None  # File Search stores' names, comma-separated
         maps: bool = False
         location: str | None = None  # "lat,lng" or a place name
         aspect_ratio: str | None = None

@@ -46,6 +46,7 @@ class Surroundings:
     progress: Callable | None = None  # upload progress
     default_chat: str | None = None  # the conversation of plain cells (%gemini chat NAME)
     caches: Any = None  # caches.Caches: context caches by name (--cache NAME)
+    stores: Any = None  # file_search.Stores: File Search stores by name (--store NAME)
     notes: list = field(default_factory=list)  # one-line notes for the user, as they come
 
 
@@ -165,6 +166,13 @@ class Recipe:
                              ("url_context", "url_context"), ("maps", "google_maps")):
             if getattr(self.options, wanted):
                 self.server_tools.append({tool: {}})
+        if self.options.store:
+            stores = self.surroundings.stores
+            if stores is None:
+                raise OptionError("--store needs a connection to Gemini.", "Use it in a %%gemini cell.")
+            names = [n.strip() for n in self.options.store.split(",") if n.strip()]
+            resources = [stores.find(name).resource for name in names]
+            self.server_tools.append({"file_search": {"file_search_store_names": resources}})
 
     # -- a prompt -------------------------------------------------------------------------
 
@@ -270,7 +278,7 @@ def _check_cache_options(options: Options) -> None:
         return
     own = [flag for flag, given in (("-s", options.system), ("--search", options.search),
                                      ("--code-exec", options.code_exec), ("--url-context", options.url_context),
-                                     ("--maps", options.maps)) if given]
+                                     ("--maps", options.maps), ("--store", options.store)) if given]
     if own:
         raise OptionError(f"{', '.join(own)} cannot go with --cache: Gemini takes a system instruction and "
                           "tools only inside the cache.",

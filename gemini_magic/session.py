@@ -44,6 +44,7 @@ class Session:
         self._restore = restore  # fills a conversation on first use (the magic's: from the notebook)
         self._uploads = None
         self._caches = None
+        self._stores = None
         self._lock = threading.RLock()
         self._asks = itertools.count(1)  # each ask() is a turn of its own in a chat
 
@@ -92,6 +93,17 @@ class Session:
                 self._caches = Caches(self.connection)
             return self._caches
 
+    @property
+    def stores(self):
+        """File Search stores by name (file_search.py)."""
+        with self._lock:
+            if self._stores is None:
+                from .file_search import Stores
+
+                # Waits for indexing are skipped when the check was replayed.
+                self._stores = Stores(self.connection, pause=lambda seconds: self.engine.pause(seconds))
+            return self._stores
+
     def apply(self, settings: Settings) -> None:
         """Bring the connection, retry policy and quota in line with `settings`."""
         if settings == self._applied and self._engine is not None:
@@ -136,7 +148,7 @@ class Session:
         """What this session can give a request; a front end adds its own (approval)."""
         values = {"namespace": self._namespace(), "conversations": self.conversations, "uploads": self.uploads,
                   "connection": self.connection, "default_chat": self.default_chat,
-                  "caches": self.caches}
+                  "caches": self.caches, "stores": self.stores}
         values.update(given)
         from .requests import Surroundings
 

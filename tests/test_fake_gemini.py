@@ -1779,3 +1779,338 @@ def test_an_embeddings_job_answers_inline_once_done(client, server):
     assert done.state.name == "JOB_STATE_SUCCEEDED"
     (item,) = done.dest.inlined_embed_content_responses
     assert len(item.response.embedding.values) == 4
+
+
+# ---------------------------------------------------------------------------
+# File Search: stores, documents, long-running operations, the fileSearch tool
+# ---------------------------------------------------------------------------
+
+HANDBOOK = ("Vacation policy: every employee gets 25 vacation days a year.\n\n"
+            "The cafeteria opens at nine and closes at three.\n")
+
+
+def text_pdf(pages: list[str], compress: bool = False) -> bytes:
+    """A PDF whose pages show these texts with Tj (FlateDecode'd streams with `compress`)."""
+    objects = [b"1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj"]
+    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(len(pages)))
+    objects.append(f"2 0 obj << /Type /Pages /Kids [{kids}] /Count {len(pages)} >> endobj".encode())
+    for i, text in enumerate(pages):
+        stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+        extra = ""
+        if compress:
+            import zlib
+
+            stream, extra = zlib.compress(stream), " /Filter /FlateDecode"
+        objects.append(f"{3 + 2 * i} 0 obj << /Type /Page /Parent 2 0 R /Contents {4 + 2 * i} 0 R >> endobj".encode())
+        objects.append(f"{4 + 2 * i} 0 obj << /Length {len(stream)}{extra} >>\nstream\n".encode() + stream
+                       + b"\nendstream\nendobj")
+    return b"%PDF-1.4\n" + b"\n".join(objects) + b"\n%%EOF\n"
+
+
+def upload_doc(client: genai.Client, store: str, path: Path, data: bytes, mime: str, **config: object):
+    path.write_bytes(data)
+    return client.file_search_stores.upload_to_file_search_store(
+        file_search_store_name=store, file=path, config={"display_name": path.name, "mime_type": mime, **config})
+
+
+def wait_done(client: genai.Client, op, polls: int = 10):
+    for _ in range(polls):
+        if op.done:
+            return op
+        op = client.operations.get(op)
+    raise AssertionError(f"{op.name} never finished")
+
+
+def file_search(*stores: str, **options: object) -> types.GenerateContentConfig:
+    return types.GenerateContentConfig(
+        tools=[types.Tool(file_search=types.FileSearch(file_search_store_names=list(stores), **options))])
+
+
+def test_file_search_stores_create_list_get_delete(server, client):
+    store = client.file_search_stores.create(config={"display_name": "Handbook",
+                                                     "embedding_model": "gemini-embedding-001"})
+    other = client.file_search_stores.create()
+    assert re.fullmatch(r"fileSearchStores/handbook-[a-z0-9]{12}", store.name)
+    assert re.fullmatch(r"fileSearchStores/[a-z0-9]{12}-[a-z0-9]{12}", other.name)
+    assert store.display_name == "Handbook" and store.embedding_model == "models/gemini-embedding-001"
+    assert store.active_documents_count is None and store.size_bytes is None  # zero counts are omitted
+    assert isinstance(store.create_time, datetime)
+    assert [s.name for s in client.file_search_stores.list(config={"page_size": 1})] == [store.name, other.name]
+    assert server.requests[-1].query["pageToken"]  # the second page was asked for
+    assert client.file_search_stores.get(name=store.name).display_name == "Handbook"
+
+    client.file_search_stores.delete(name=other.name, config={"force": True})
+    assert server.last.action == "deleteFileSearchStore" and server.last.query == {"force": "True"}
+    assert server.last.store == other.name
+    with pytest.raises(errors.ClientError) as err:
+        client.file_search_stores.get(name=other.name)
+    assert err.value.code == 403 and err.value.status == "PERMISSION_DENIED"
+    assert "may not exist" in err.value.message
+    with pytest.raises(errors.ClientError) as err:
+        client.file_search_stores.get(name="fileSearchStores/_invalid_name")
+    assert err.value.status == "INVALID_ARGUMENT"
+    assert [r.action for r in server.requests][:4] == ["createFileSearchStore", "createFileSearchStore",
+                                                       "listFileSearchStores", "listFileSearchStores"]
+
+    # Both API versions; Vertex paths are not File Search's.
+    status, _, body = raw_call(server, "/v1beta/fileSearchStores", method="GET")
+    assert status == 200 and [s["name"] for s in json.loads(body)["fileSearchStores"]] == [store.name]
+    status, _, _ = raw_call(server, "/v1beta1/projects/p/locations/l/fileSearchStores", method="GET")
+    assert status == 404
+    server.reset()
+    assert server.stores == {}
+    status, _, body = raw_call(server, "/v1/fileSearchStores", method="GET")
+    assert status == 200 and json.loads(body) == {}
+
+
+def test_file_search_upload_text_and_pdf_polls_to_active_with_counts(server, client, tmp_path):
+    server.store_polls = 2
+    store = client.file_search_stores.create(config={"display_name": "Handbook"}).name
+    op = upload_doc(client, store, tmp_path / "policy.txt", HANDBOOK.encode(), "text/plain",
+                    custom_metadata=[{"key": "tag", "string_value": "hr"}],
+                    chunking_config={"white_space_config": {"max_tokens_per_chunk": 200, "max_overlap_tokens": 20}})
+    assert [r.action for r in server.requests[-2:]] == ["uploadToFileSearchStore", "uploadChunk"]
+    start = server.requests[-2]
+    assert start.path == f"/upload/v1/{store}:uploadToFileSearchStore" and start.upload_command == "start"
+    assert start.body["chunkingConfig"] == {"white_space_config": {"max_tokens_per_chunk": 200,
+                                                                    "max_overlap_tokens": 20}}
+    assert server.last.api_key is None and server.last.upload_command == "upload, finalize"
+    assert re.fullmatch(rf"{store}/upload/operations/[a-z0-9]+", op.name) and not op.done
+    assert client.file_search_stores.get(name=store).pending_documents_count == 1
+
+    op = client.operations.get(op)
+    assert not op.done and server.last.action == "getOperation" and server.last.store == store
+    op = client.operations.get(op)
+    assert op.done and op.error is None and op.response.parent == store
+    doc_name = op.response.document_name
+    assert re.fullmatch(rf"{store}/documents/policytxt-[a-z0-9]{{12}}", doc_name)
+
+    server.store_polls = 1
+    pdf = text_pdf(["Welcome to the company", "Vacation days must be booked early"])
+    pdf_op = wait_done(client, upload_doc(client, store, tmp_path / "rules.pdf", pdf, "application/pdf"))
+    docs = list(client.file_search_stores.documents.list(parent=store))
+    assert [d.name for d in docs] == [doc_name, pdf_op.response.document_name]
+    assert [d.state for d in docs] == [types.DocumentState.STATE_ACTIVE] * 2
+    assert [d.mime_type for d in docs] == ["text/plain", "application/pdf"]
+    assert docs[0].size_bytes == len(HANDBOOK.encode()) and docs[0].custom_metadata[0].string_value == "hr"
+    assert server.last.action == "listDocuments"
+    got = client.file_search_stores.get(name=store)
+    assert (got.active_documents_count, got.pending_documents_count) == (2, None)
+    assert got.size_bytes == len(HANDBOOK.encode()) + len(pdf)
+    status, _, body = raw_call(server, f"/v1beta/{store}", method="GET")
+    assert json.loads(body)["activeDocumentsCount"] == "2"  # int64 as a string
+    assert client.file_search_stores.documents.get(name=doc_name).display_name == "policy.txt"
+    assert server.last.action == "getDocument" and server.last.document == doc_name
+
+
+def test_file_search_store_polls_zero_finishes_in_the_upload_answer(server, client, tmp_path):
+    server.store_polls = 0
+    store = client.file_search_stores.create().name
+    op = upload_doc(client, store, tmp_path / "a.md", b"# Title\n\nSome words here.", "text/markdown")
+    assert op.done and op.response.document_name.startswith(f"{store}/documents/amd-")
+
+
+def test_file_search_refuses_unsupported_types_oversize_files_and_missing_stores(server, client, tmp_path,
+                                                                                 monkeypatch):
+    store = client.file_search_stores.create(config={"display_name": "x"}).name
+    for mime in ("image/png", "video/mp4", "audio/wav", "application/octet-stream"):
+        with pytest.raises(errors.ClientError) as err:
+            upload_doc(client, store, tmp_path / "f.bin", b"\x89PNG", mime)
+        assert err.value.code == 400 and err.value.message == f"Unsupported MIME type: {mime}"
+    for mime in ("application/json", "text/csv", "text/x-python"):
+        wait_done(client, upload_doc(client, store, tmp_path / "ok.txt", b"{}", mime))
+
+    big = tmp_path / "big.txt"
+    with big.open("wb") as handle:  # sparse: refused on the declared size, before any byte is sent
+        handle.truncate(100 * 1024 * 1024 + 1)
+    sent = len(server.requests)
+    with pytest.raises(errors.ClientError) as err:
+        client.file_search_stores.upload_to_file_search_store(file_search_store_name=store, file=big,
+                                                              config={"mime_type": "text/plain"})
+    assert err.value.status == "INVALID_ARGUMENT"
+    assert "104857601 bytes" in err.value.message and "104857600 bytes (100 MB)" in err.value.message
+    assert [r.action for r in server.requests[sent:]] == ["uploadToFileSearchStore"]
+
+    # The bytes are checked too: more than declared, over a (lowered) limit, at finalize.
+    from tests.fake_gemini import server as fake_server
+
+    monkeypatch.setattr(fake_server, "MAX_STORE_FILE_BYTES", 10)
+    status, headers, _ = raw_call(server, f"/upload/v1beta/{store}:uploadToFileSearchStore", {"mimeType": "text/plain"},
+                                  {"X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start",
+                                   "X-Goog-Upload-Header-Content-Length": "5"})
+    assert status == 200 and headers["X-Goog-Upload-Status"] == "active"
+    url = headers["X-Goog-Upload-URL"]
+    assert url.startswith(f"{server.url}/upload/v1beta/{store}:uploadToFileSearchStore?upload_id=")
+    request = urllib.request.Request(url, data=b"x" * 11, method="POST", headers={
+        "X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0"})
+    with pytest.raises(urllib.error.HTTPError) as http:
+        urllib.request.urlopen(request, timeout=10)
+    assert http.value.code == 400 and http.value.headers["X-Goog-Upload-Status"] == "final"
+    assert "11 bytes" in json.loads(http.value.read())["error"]["message"]
+    assert all(d["meta"]["mimeType"] != "text/plain" for d in server.documents.values())
+
+    with pytest.raises(errors.ClientError) as err:
+        upload_doc(client, "fileSearchStores/gone-123", tmp_path / "g.txt", b"hi", "text/plain")
+    assert err.value.code == 403
+
+
+def test_file_search_failed_operation_and_the_flag_clears(server, client, tmp_path):
+    store = client.file_search_stores.create().name
+    server.store_fail_next = True
+    op = wait_done(client, upload_doc(client, store, tmp_path / "bad.txt", b"broken", "text/plain"))
+    assert op.error == {"code": 3, "message": "Document processing failed."} and op.response is None
+    assert server.store_fail_next is False
+    ok = wait_done(client, upload_doc(client, store, tmp_path / "good.txt", b"fine words", "text/plain"))
+    assert ok.error is None
+    states = {d.display_name: d.state for d in client.file_search_stores.documents.list(parent=store)}
+    assert states == {"bad.txt": types.DocumentState.STATE_FAILED, "good.txt": types.DocumentState.STATE_ACTIVE}
+    got = client.file_search_stores.get(name=store)
+    assert (got.failed_documents_count, got.active_documents_count, got.size_bytes) == (1, 1, len(b"fine words"))
+
+
+def test_file_search_delete_documents_and_stores_need_force(server, client, tmp_path):
+    store = client.file_search_stores.create().name
+    doc = wait_done(client, upload_doc(client, store, tmp_path / "a.txt", b"alpha beta gamma", "text/plain"))
+    name = doc.response.document_name
+    with pytest.raises(errors.ClientError) as err:
+        client.file_search_stores.documents.delete(name=name)
+    assert err.value.status == "FAILED_PRECONDITION"
+    with pytest.raises(errors.ClientError) as err:
+        client.file_search_stores.delete(name=store)
+    assert err.value.status == "FAILED_PRECONDITION" and "force" in err.value.message
+
+    client.file_search_stores.documents.delete(name=name, config={"force": True})
+    assert server.last.action == "deleteDocument" and server.last.query == {"force": "True"}
+    assert client.file_search_stores.get(name=store).active_documents_count is None
+    assert list(client.file_search_stores.documents.list(parent=store)) == []
+    with pytest.raises(errors.ClientError) as err:
+        client.file_search_stores.documents.get(name=name)
+    assert err.value.code == 404 and "Documents does not exist" in err.value.message
+    client.file_search_stores.delete(name=store)  # empty now: no force needed
+    assert server.stores == {}
+
+
+def test_file_search_import_file_from_the_files_api(server, client, tmp_path):
+    server.file_processing_polls = 0
+    path = tmp_path / "notes.txt"
+    path.write_text("Quarterly revenue grew strongly.")
+    uploaded = client.files.upload(file=path, config={"display_name": "notes"})
+    store = client.file_search_stores.create().name
+    op = client.file_search_stores.import_file(file_search_store_name=store, file_name=uploaded.name)
+    assert server.last.action == "importFile" and server.last.body["fileName"] == uploaded.name
+    assert re.fullmatch(rf"{store}/operations/[a-z0-9]+", op.name)
+    op = wait_done(client, op)
+    assert isinstance(op.response, types.ImportFileResponse) and op.response.parent == store
+    doc = client.file_search_stores.documents.get(name=op.response.document_name)
+    assert (doc.display_name, doc.mime_type, doc.size_bytes) == ("notes", "text/plain", path.stat().st_size)
+    with pytest.raises(errors.ClientError) as err:
+        client.file_search_stores.import_file(file_search_store_name=store, file_name="files/missing")
+    assert err.value.code == 403
+
+
+def test_generate_with_file_search_grounds_on_matching_passages(server, client, tmp_path):
+    store = client.file_search_stores.create(config={"display_name": "Handbook"}).name
+    wait_done(client, upload_doc(client, store, tmp_path / "policy.txt", HANDBOOK.encode(), "text/plain"))
+    pdf = text_pdf(["Welcome to the company", "Vacation days must be booked early"])
+    wait_done(client, upload_doc(client, store, tmp_path / "rules.pdf", pdf, "application/pdf"))
+
+    server.queue(Reply(text="Café staff get 25 days."))
+    response = client.models.generate_content(model=MODEL, contents="How many vacation days do I get?",
+                                              config=file_search(store))
+    assert server.last.body["tools"] == [{"fileSearch": {"file_search_store_names": [store]}}]
+    assert response.text == "Café staff get 25 days."
+    meta = response.candidates[0].grounding_metadata
+    contexts = [chunk.retrieved_context for chunk in meta.grounding_chunks]
+    assert [(c.title, c.page_number) for c in contexts] == [("policy.txt", None), ("rules.pdf", 2)]
+    assert contexts[0].text == "Vacation policy: every employee gets 25 vacation days a year."
+    assert contexts[1].text == "Vacation days must be booked early"
+    assert {c.file_search_store for c in contexts} == {store} and contexts[0].uri is None
+    support = meta.grounding_supports[0]
+    assert support.grounding_chunk_indices == [0, 1] and support.segment.start_index is None
+    assert support.segment.end_index == len("Café staff get 25 days.".encode()) == 24
+    assert support.segment.text == "Café staff get 25 days."
+    assert [c["title"] for c in server.last.retrieved] == ["policy.txt", "rules.pdf"]
+
+    response = client.models.generate_content(model=MODEL, contents="vacation days",
+                                              config=file_search(store, top_k=1))
+    assert [c.retrieved_context.title for c in response.candidates[0].grounding_metadata.grounding_chunks] == [
+        "policy.txt"]
+    response = client.models.generate_content(model=MODEL, contents="When does our cafeteria open?",
+                                              config=file_search(store))  # "the" would match 3 passages
+    assert [c.retrieved_context.text for c in response.candidates[0].grounding_metadata.grounding_chunks] == [
+        "The cafeteria opens at nine and closes at three."]
+    response = client.models.generate_content(model=MODEL, contents="zzz qqq", config=file_search(store))
+    assert response.candidates[0].grounding_metadata is None and server.last.retrieved == []
+
+
+def test_file_search_grounding_streams_on_the_last_chunk_and_merges_with_reply_grounding(server, client, tmp_path):
+    store = client.file_search_stores.create().name
+    wait_done(client, upload_doc(client, store, tmp_path / "policy.txt", HANDBOOK.encode(), "text/plain"))
+    server.queue(Reply(chunks=["You get ", "25 days."]))
+    chunks = list(client.models.generate_content_stream(model=MODEL, contents="vacation?", config=file_search(store)))
+    assert len(chunks) == 2
+    assert chunks[0].candidates[0].grounding_metadata.grounding_chunks is None  # {} until the last
+    last = chunks[-1].candidates[0].grounding_metadata
+    assert last.grounding_chunks[0].retrieved_context.title == "policy.txt"
+    assert last.grounding_supports[0].segment.end_index == len("You get 25 days.")
+
+    web = {"groundingChunks": [{"web": {"uri": "https://example.com", "title": "Example"}}],
+           "groundingSupports": [{"segment": {"endIndex": 3, "text": "You"}, "groundingChunkIndices": [0]}]}
+    server.queue(Reply(text="You get 25 days.", grounding=web))
+    meta = client.models.generate_content(model=MODEL, contents="vacation?",
+                                          config=file_search(store)).candidates[0].grounding_metadata
+    assert meta.grounding_chunks[0].web.uri == "https://example.com"
+    assert meta.grounding_chunks[1].retrieved_context.title == "policy.txt"
+    assert [s.grounding_chunk_indices for s in meta.grounding_supports] == [[0], [1]]
+
+
+def test_file_search_metadata_filter(server, client, tmp_path):
+    store = client.file_search_stores.create().name
+    for name, tag, year in (("hr.txt", "hr", 2020), ("it.txt", "it", 2024)):
+        wait_done(client, upload_doc(client, store, tmp_path / name, b"Laptop and vacation rules", "text/plain",
+                                     custom_metadata=[{"key": "tag", "string_value": tag},
+                                                      {"key": "year", "numeric_value": year}]))
+
+    def titles(metadata_filter: str) -> list[str]:
+        response = client.models.generate_content(model=MODEL, contents="vacation rules",
+                                                  config=file_search(store, metadata_filter=metadata_filter))
+        meta = response.candidates[0].grounding_metadata
+        return [c.retrieved_context.title for c in meta.grounding_chunks] if meta else []
+
+    assert titles('tag="hr"') == ["hr.txt"]
+    assert titles("tag=it") == ["it.txt"]
+    assert titles("year > 2021") == ["it.txt"]
+    assert titles("NOT tag = hr AND year >= 2020") == ["it.txt"]
+    assert titles("tag = hr OR tag = it") == ["hr.txt", "it.txt"]
+    assert titles("(tag = hr OR year < 2000) AND year = 2020") == ["hr.txt"]
+    assert titles("colour = red") == []
+    with pytest.raises(errors.ClientError) as err:
+        titles("tag = = hr")
+    assert err.value.status == "INVALID_ARGUMENT" and "metadata_filter" in err.value.message
+
+
+def test_generate_with_a_missing_file_search_store_is_refused(server, client):
+    store = client.file_search_stores.create().name
+    with pytest.raises(errors.ClientError) as err:
+        client.models.generate_content(model=MODEL, contents="q",
+                                       config=file_search(store, "fileSearchStores/test-non-existent-rag-store"))
+    assert err.value.code == 400 and err.value.status == "INVALID_ARGUMENT"
+    assert err.value.message == "File search store fileSearchStores/test-non-existent-rag-store does not exist."
+    assert server.pending == 0 and server.last.retrieved is None
+
+
+def test_pdf_text_pages_reads_compressed_streams_tj_arrays_and_escapes():
+    from tests.fake_gemini.server import document_passages, pdf_text_pages, split_passages
+
+    assert pdf_text_pages(text_pdf(["First page", "Second page"], compress=True)) == ["First page", "Second page"]
+    content = b"BT [(Hel) -20 (lo)] TJ (a \\(b\\) c\\101) Tj ET"
+    raw = (b"%PDF-1.4\n1 0 obj << /Type /Pages /Kids [2 0 R] >> endobj\n2 0 obj << /Type /Page /Parent 1 0 R "
+           b"/Contents 3 0 R >> endobj\n3 0 obj << /Length 9 >>\nstream\n" + content + b"\nendstream\nendobj\n")
+    assert pdf_text_pages(raw) == ["Hello a (b) cA"]
+    # No text shown: the bytes themselves, as page 1.
+    assert document_passages("application/pdf", b"%PDF-1.4 just words")[0] == ("%PDF-1.4 just words", 1)
+    words = " ".join(f"w{i}" for i in range(130))
+    assert [len(p.split()) for p in split_passages(words)] == [60, 60, 10]
+    chunking = {"white_space_config": {"max_tokens_per_chunk": 50, "max_overlap_tokens": 10}}
+    windows = split_passages(words, chunking)
+    assert [w.split()[0] for w in windows] == ["w0", "w40", "w80"] and windows[-1].split()[-1] == "w129"

@@ -355,6 +355,15 @@ def check_voice(run):
     _all(run, spoken, "responseModalities AUDIO and the voice Kore")
 
 
+def check_store(run):
+    resource = gemini_magic.stores().find("docs").resource
+
+    def searched(r):
+        tools = [_k(t, "fileSearch") for t in _k(r.body, "tools") or [] if _k(t, "fileSearch")]
+        return any(_k(t, "fileSearchStoreNames") == [resource] for t in tools)
+    _all(run, searched, f"the fileSearch tool on {resource}")
+
+
 def check_debug(run):
     assert run.error is not None, f"{run.front}: the failing request did not fail"
     assert "Traceback (most recent call last)" in getattr(run.error, "debug_text", ""), \
@@ -428,6 +437,10 @@ def a_cache_kept(ip, server):
     gemini_magic.create_cache("kept", "The handbook: leave is 25 days a year.")
 
 
+def a_store_made(ip, server):
+    gemini_magic.stores().create("docs")
+
+
 def error_answer(ip, server):
     server.queue(Error(400, "INVALID_ARGUMENT", "Request contains an invalid argument."))
 
@@ -489,6 +502,7 @@ CASES = [
     Case("dry_run", True, check_dry_run),
     Case("service_tier", "flex", check_service_tier),
     Case("media_resolution", "low", config_is(("mediaResolution",), "MEDIA_RESOLUTION_LOW")),
+    Case("store", "docs", check_store, setup=a_store_made),
     Case("maps", True, server_tool("googleMaps")),
     Case("location", "35.01,135.77", check_location, extra={"maps": True}),
     Case("aspect_ratio", "16:9", config_is(("imageConfig", "aspectRatio"), "16:9")),

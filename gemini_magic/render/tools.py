@@ -180,6 +180,10 @@ def _plain(text: str) -> str:
     return _MARKDOWN_ACTIVE.sub(lambda m: "\\" + m.group(0), " ".join(text.split()))
 
 
+# How much of a File Search passage a source line quotes.
+PASSAGE_CHARS = 240
+
+
 def _source(chunk):
     """What a grounding chunk cites: a web page (Search), a place (Maps) or a passage of
     a document (File Search); each has a title and a uri."""
@@ -200,6 +204,14 @@ def sources_markdown(grounding) -> str:
         line = f"{number}. [{title}]({uri})" if uri else f"{number}. {title}"
         if chunk.maps is not None:
             line += " (Google Maps)"
+        context = chunk.retrieved_context
+        if context is not None and chunk.web is None:
+            if context.page_number:
+                line += f", page {context.page_number}"
+            passage = " ".join((context.text or "").split())
+            if passage:
+                short = passage if len(passage) <= PASSAGE_CHARS else passage[:PASSAGE_CHARS].rsplit(" ", 1)[0] + " …"
+                line += f": “{_plain(short)}”"
         lines.append(line)
     out = ""
     if lines:

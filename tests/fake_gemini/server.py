@@ -90,6 +90,28 @@ authority):
   echoed in ``usageMetadata.serviceTier`` and ``X-Gemini-Service-Tier``; SDK
   3.6.1's usage type has no field for it, the header is readable through
   ``response.sdk_http_response.headers``.
+* File Search (``client.file_search_stores``; Gemini Developer API only, every
+  route on v1 and v1beta, Vertex paths 404): ``POST /{v}/fileSearchStores``
+  (``{displayName, embeddingModel}``), ``GET`` list (``fileSearchStores``,
+  pageSize/pageToken), ``GET``/``DELETE /{v}/fileSearchStores/{id}`` (``?force=True``:
+  the SDK writes the Python bool). A store's int64 counts are strings, zero ones
+  omitted. ``POST /upload/{v}/fileSearchStores/{id}:uploadToFileSearchStore`` is the
+  Files API's resumable protocol (start body ``{mimeType, displayName,
+  customMetadata, chunkingConfig}``, the last two nested in snake_case); the
+  finalize answer is an Operation ``fileSearchStores/{id}/upload/operations/{op}``,
+  not a File. ``POST /{v}/fileSearchStores/{id}:importFile`` (``{fileName}``) takes a
+  Files API upload; its Operation is ``fileSearchStores/{id}/operations/{op}``.
+  ``client.operations.get(op)`` sends ``GET /{v}/{op.name}``; once done the
+  Operation has ``response {parent, documentName}`` or ``error``, and the Document
+  is STATE_ACTIVE or STATE_FAILED. ``GET /{v}/fileSearchStores/{id}/documents``
+  (``documents``), ``GET``/``DELETE /{v}/{document name}``. A generate request
+  whose tools hold ``fileSearch`` (``file_search_store_names``, ``top_k``,
+  ``metadata_filter``: nested snake_case as the SDK sends them) is answered as usual
+  plus ``groundingMetadata``: ``groundingChunks[].retrievedContext {title, text,
+  fileSearchStore, pageNumber (PDFs)}`` and one support spanning the answer. A
+  missing store is 403 PERMISSION_DENIED on the store routes (what the SDK's
+  replay test of ``file_search_stores.get`` expects) and 400 "... does not exist."
+  in a generate request (the SDK's test expects "not exist").
 """
 
 from __future__ import annotations
@@ -108,8 +130,9 @@ import sys
 import threading
 import time
 import traceback
+import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -181,6 +204,31 @@ CACHE_ACTIONS = ("createCachedContent", "getCachedContent", "listCachedContents"
                  "deleteCachedContent")
 DEFAULT_CACHE_TTL = timedelta(hours=1)  # a cache created without ttl or expireTime
 IMPLICIT_CACHE_WINDOW = timedelta(hours=1)  # how long a prompt prefix stays implicitly cached here
+# [/upload]/{version}/fileSearchStores[/{id}[:{verb}]], .../{id}/documents[/{doc}] and
+# .../{id}/[upload/]operations/{op}: File Search (Gemini Developer API only).
+_STORES_ROUTE = re.compile(
+    r"^/(?P<upload>upload/)?(?P<version>v1|v1beta)/fileSearchStores"
+    r"(?:/(?P<store>[^/:]+)(?:"
+    r":(?P<verb>[A-Za-z]+)"
+    r"|(?P<documents>/documents)(?:/(?P<document>[^/:]+))?"
+    r"|/(?:upload/)?operations/(?P<operation>[^/:]+)"
+    r")?)?$"
+)
+# Actions of File Search requests, as ReceivedRequest.action. The upload's finalize is
+# "uploadChunk", as for the Files API; ReceivedRequest.store tells the two apart.
+STORE_ACTIONS = ("createFileSearchStore", "listFileSearchStores", "getFileSearchStore", "deleteFileSearchStore",
+                 "uploadToFileSearchStore", "importFile", "getOperation", "listDocuments", "getDocument",
+                 "deleteDocument")
+MAX_STORE_FILE_BYTES = 100 * 1024 * 1024  # the documented per-document limit
+# MIME types File Search refuses here (images, audio, video, opaque bytes); every other
+# type is taken. SDK 3.6.1's own tests upload an image to a store made with
+# gemini-embedding-2-preview on a pre-release endpoint: that multimodal search is not modelled.
+UNSUPPORTED_STORE_TYPES = ("image/", "audio/", "video/", "application/octet-stream")
+STORE_PASSAGE_WORDS = 60  # a passage without a chunkingConfig: a paragraph, cut into windows of this many words
+DEFAULT_FILE_SEARCH_TOP_K = 5
+# The @type of a finished operation's response (both names guessed, after the batches' v1main).
+_UPLOAD_STORE_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.UploadToFileSearchStoreResponse"
+_IMPORT_FILE_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.ImportFileResponse"
 # What the Batch API's states are called on the wire (the SDK shows JOB_STATE_*).
 BATCH_DONE_STATES = ("BATCH_STATE_SUCCEEDED", "BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED", "BATCH_STATE_EXPIRED")
 _BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
@@ -548,6 +596,8 @@ class ReceivedRequest:
     project: str | None = None  # Vertex AI: the project and location in the path, if any
     location: str | None = None
     cache: str | None = None  # cachedContents API: "cachedContents/{id}" for get/update/delete
+    store: str | None = None  # File Search: "fileSearchStores/{id}" on every route under one
+    document: str | None = None  # File Search: "fileSearchStores/{id}/documents/{d}" for get/deleteDocument
     # Set by the server once it has checked the request (None on a request it refused):
     # the explicit cache the request names, as stored ({"contents", "systemInstruction",
     # "tools", "toolConfig"}; its turns come first in user_texts(), all_texts(), ...), the
@@ -556,6 +606,9 @@ class ReceivedRequest:
     cached: dict[str, Any] | None = None
     tokens: PromptTokens | None = None
     served_tier: str | None = None
+    # File Search: what a generate request's fileSearch tool found (the retrievedContext
+    # dicts, best first; [] when no passage matched; None without the tool).
+    retrieved: list[dict[str, Any]] | None = None
 
     @property
     def api_key(self) -> str | None:
@@ -1604,13 +1657,14 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        version = model = action = file = batch = project = location = cache = None
+        version = model = action = file = batch = project = location = cache = store = document = None
         vertex = False
         route = _ROUTE.match(path)
         files_route = _FILES_ROUTE.match(path)
         download_route = _DOWNLOAD_ROUTE.match(path)
         batches_route = _BATCHES_ROUTE.match(path)
         caches_route = _CACHES_ROUTE.match(path)
+        stores_route = _STORES_ROUTE.match(path)
         vertex_route = _VERTEX_ROUTE.match(path)
         if route:
             version, model, action = route.group("version", "model", "action")
@@ -1630,6 +1684,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif caches_route:
             version = caches_route.group("version")
             cache, action = _cache_action(self.command, caches_route.group("cache"))
+        elif stores_route:
+            version = stores_route.group("version")
+            store, document, action = _store_action(self.command, stores_route, query)
         elif vertex_route:
             vertex = True
             version, model, action = vertex_route.group("version", "model", "action")
@@ -1653,6 +1710,8 @@ class _Handler(BaseHTTPRequestHandler):
             project=project,
             location=location,
             cache=cache,
+            store=store,
+            document=document,
         )
 
     def _read_body(self, headers: dict[str, str]) -> bytes:
@@ -1862,6 +1921,22 @@ class FakeGemini:
         # The tier every answer reports instead of the one asked for (None: as asked),
         # e.g. "standard" for a priority request downgraded when over its limit.
         self.served_tier: str | None = None
+        # File Search: stores by name ("fileSearchStores/{id}" -> the FileSearchStore JSON
+        # without its counts, which follow its documents), documents by name (-> {"meta":
+        # the Document JSON, "store", "data", "passages": [(text, page number or None)]})
+        # and the operations that ingest them by name (-> {"op": the Operation JSON,
+        # "document", "store", "polls_left", "fail", "type"}). An operation is done on its
+        # `store_polls`-th GET (read at upload time; 0: done in the upload's own answer),
+        # its document then STATE_ACTIVE; `store_fail_next` makes the next upload or import
+        # end with an error and its document STATE_FAILED, then clears itself.
+        self.stores: dict[str, dict[str, Any]] = {}
+        self.documents: dict[str, dict[str, Any]] = {}
+        self.operations: dict[str, dict[str, Any]] = {}
+        self._store_uploads: dict[str, dict[str, Any]] = {}
+        self._store_count = 0
+        self._document_count = 0
+        self.store_polls: int = 1
+        self.store_fail_next: bool = False
 
     def queue(self, *answers: Answer | str) -> FakeGemini:
         """Queue answers (FIFO) for the next generate/stream calls; a str is Reply(text=...)."""
@@ -2021,6 +2096,9 @@ class FakeGemini:
             return
         if action in (*GENERATE_ACTIONS, "countTokens"):
             handler.extra_headers["X-Gemini-Service-Tier"] = SERVICE_TIER
+        if action in STORE_ACTIONS or (action == "uploadChunk" and request.store is not None):
+            self._serve_stores(request, handler)
+            return
         if action in FILE_ACTIONS:
             self._serve_files(request, handler)
             return
@@ -2055,10 +2133,15 @@ class FakeGemini:
             self._serve_embed(request, handler)
         else:
             problem = self._prepare_generate(request, handler)
+            if problem is None:
+                problem = self._file_search(request)
             if problem is not None:
                 handler.send_json(problem.code, problem.body())
             else:
-                self._serve_generate(request, handler, self._next_answer(request))
+                answer = self._next_answer(request)
+                if request.retrieved and isinstance(answer, Reply):
+                    answer = with_retrieval(answer, request.retrieved)
+                self._serve_generate(request, handler, answer)
 
     # -- embeddings -----------------------------------------------------------------
 
@@ -2531,6 +2614,362 @@ class FakeGemini:
             return
         handler.send_json(err.code, err.body())
 
+    # -- File Search -----------------------------------------------------------
+
+    def _serve_stores(self, request: ReceivedRequest, handler: _Handler) -> None:
+        uploading = request.action in ("uploadToFileSearchStore", "uploadChunk")
+        # Upload answers carry X-Goog-Upload-Status, or the SDK retries the chunk.
+        final = {"X-Goog-Upload-Status": "final"} if uploading else {}
+        # An upload session's URL is its own credential: the SDK sends the bytes without a key.
+        problem = None if request.action == "uploadChunk" else self._key_error(request)
+        if problem is None and request.store is not None:
+            problem = _store_name_error(request.store, request.document)
+        takes_body = request.action in ("createFileSearchStore", "uploadToFileSearchStore", "importFile")
+        if problem is None and takes_body and request.raw_body and not isinstance(request.body, dict):
+            problem = Error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+        if problem is not None:
+            handler.send_json(problem.code, problem.body(), final)
+            return
+        serve = {
+            "createFileSearchStore": self._create_store,
+            "listFileSearchStores": self._list_stores,
+            "getFileSearchStore": self._get_store,
+            "deleteFileSearchStore": self._delete_store,
+            "uploadToFileSearchStore": self._store_upload_start,
+            "uploadChunk": self._store_upload_chunk,
+            "importFile": self._import_file,
+            "getOperation": self._get_operation,
+            "listDocuments": self._list_documents,
+            "getDocument": self._get_document,
+            "deleteDocument": self._delete_document,
+        }[str(request.action)]
+        serve(request, handler)
+
+    def _store_json(self, name: str) -> dict[str, Any]:
+        """A store as the API answers it, its counts following its documents (int64 as
+        strings, zero ones omitted as Google omits defaults). Call with the lock held."""
+        meta = self.stores[name]
+        docs = [doc for doc in self.documents.values() if doc["store"] == name]
+        states = collections.Counter(doc["meta"]["state"] for doc in docs)
+        # "The size of raw bytes ingested": only ACTIVE documents count here (guessed).
+        size = sum(len(doc["data"]) for doc in docs if doc["meta"]["state"] == "STATE_ACTIVE")
+        answer = {key: meta[key] for key in ("name", "displayName", "createTime", "updateTime") if key in meta}
+        for key, value in (("activeDocumentsCount", states["STATE_ACTIVE"]),
+                           ("pendingDocumentsCount", states["STATE_PENDING"]),
+                           ("failedDocumentsCount", states["STATE_FAILED"]), ("sizeBytes", size)):
+            if value:
+                answer[key] = str(value)
+        if "embeddingModel" in meta:
+            answer["embeddingModel"] = meta["embeddingModel"]
+        return answer
+
+    def _create_store(self, request: ReceivedRequest, handler: _Handler) -> None:
+        body = request.body if isinstance(request.body, dict) else {}
+        display = _get(body, "displayName")
+        model = _get(body, "embeddingModel")
+        now = _timestamp(self.now())
+        with self._lock:
+            self._store_count += 1
+            name = "fileSearchStores/" + _derived_id(display, f"store/{self._store_count}", dashes=True)
+            # The embedding model is echoed only when one was asked for (guessed).
+            self.stores[name] = _pruned({"name": name, "displayName": display or None, "createTime": now,
+                                         "updateTime": now, "embeddingModel": model or None})
+            answer = self._store_json(name)
+        handler.send_json(200, answer)
+
+    def _list_stores(self, request: ReceivedRequest, handler: _Handler) -> None:
+        with self._lock:
+            stores = [self._store_json(name) for name in self.stores]
+        # The REST reference: 10 a page unless asked, at most 20.
+        _send_page(request, handler, "fileSearchStores", stores, 10, 20, omit_empty=True)
+
+    def _get_store(self, request: ReceivedRequest, handler: _Handler) -> None:
+        name = request.store or ""
+        with self._lock:
+            answer = self._store_json(name) if name in self.stores else None
+        if answer is None:
+            err = _missing_store(name)
+            handler.send_json(err.code, err.body())
+        else:
+            handler.send_json(200, answer)
+
+    def _delete_store(self, request: ReceivedRequest, handler: _Handler) -> None:
+        name = request.store or ""
+        force = _flag(request.query.get("force"))
+        with self._lock:
+            exists = name in self.stores
+            docs = [doc for doc, entry in self.documents.items() if entry["store"] == name]
+            if exists and (force or not docs):
+                del self.stores[name]
+                for doc in docs:
+                    del self.documents[doc]
+        if not exists:
+            err = _missing_store(name)
+        elif docs and not force:
+            # The status follows the documented force flag; the wording is guessed.
+            err = Error(400, "FAILED_PRECONDITION", f"File search store {name} is not empty: it holds {len(docs)} "
+                        "document(s). Set force to delete it together with its documents.")
+        else:
+            handler.send_json(200, {})
+            return
+        handler.send_json(err.code, err.body())
+
+    def _store_upload_start(self, request: ReceivedRequest, handler: _Handler) -> None:
+        final = {"X-Goog-Upload-Status": "final"}
+        headers = request.headers
+        if headers.get("x-goog-upload-protocol") != "resumable" or request.upload_command != "start":
+            err = Error(400, "INVALID_ARGUMENT",
+                        "Expected X-Goog-Upload-Protocol: resumable and X-Goog-Upload-Command: start.")
+            handler.send_json(err.code, err.body(), final)
+            return
+        body = request.body if isinstance(request.body, dict) else {}
+        mime = _get(body, "mimeType") or headers.get("x-goog-upload-header-content-type")
+        size = _int_or_none(headers.get("x-goog-upload-header-content-length"))
+        store = request.store or ""
+        with self._lock:
+            exists = store in self.stores
+        problem = _store_file_error(mime, size) if exists else _missing_store(store)
+        if problem is not None:
+            handler.send_json(problem.code, problem.body(), final)
+            return
+        with self._lock:
+            self._upload_count += 1
+            upload_id = f"upload{self._upload_count:08d}"
+            self._store_uploads[upload_id] = {"store": store, "body": body, "mime_type": mime, "size": size,
+                                              "data": bytearray()}
+        url = (f"{self.url}/upload/{request.version}/{store}:uploadToFileSearchStore"
+               f"?upload_id={upload_id}&upload_protocol=resumable")
+        # As the Files API's start: an empty body, the session in the headers.
+        handler.send_bytes(200, b"", "text/plain; charset=utf-8", {
+            "X-Goog-Upload-Status": "active",
+            "X-Goog-Upload-URL": url,
+            "X-Goog-Upload-Control-URL": url,
+            "X-Goog-Upload-Chunk-Granularity": "8388608",
+        })
+
+    def _store_upload_chunk(self, request: ReceivedRequest, handler: _Handler) -> None:
+        final = {"X-Goog-Upload-Status": "final"}
+        command = {c.strip() for c in (request.upload_command or "").split(",")}
+        upload_id = request.query.get("upload_id", "")
+        with self._lock:
+            session = self._store_uploads.get(upload_id)
+        problem = None
+        if session is None or session["store"] != request.store:
+            problem = Error(400, "INVALID_ARGUMENT", "Unknown upload session.")
+        elif "upload" not in command:
+            problem = Error(400, "INVALID_ARGUMENT", "Expected X-Goog-Upload-Command: upload.")
+        else:
+            offset = _int_or_none(request.headers.get("x-goog-upload-offset"))
+            if offset != len(session["data"]):
+                problem = Error(400, "INVALID_ARGUMENT", f"Invalid X-Goog-Upload-Offset {offset}: "
+                                f"{len(session['data'])} bytes received so far.")
+        if problem is None:
+            session["data"] += request.raw_body
+            # Checked again on the bytes: the declared length may be missing or wrong.
+            problem = _store_file_error(session["mime_type"], len(session["data"]))
+        if problem is None and "finalize" not in command:
+            handler.send_json(200, {}, {"X-Goog-Upload-Status": "active"})
+            return
+        with self._lock:
+            if session is not None and (problem is not None or "finalize" in command):
+                self._store_uploads.pop(upload_id, None)
+            exists = session is not None and session["store"] in self.stores
+        if problem is None and session["size"] is not None and session["size"] != len(session["data"]):
+            problem = Error(400, "INVALID_ARGUMENT", f"Upload size mismatch: declared {session['size']} bytes, "
+                            f"received {len(session['data'])}.")
+        if problem is None and not exists:  # deleted while the bytes were on their way
+            problem = _missing_store(session["store"])
+        if problem is not None:
+            handler.send_json(problem.code, problem.body(), final)
+            return
+        body = session["body"]
+        op = self._add_document(session["store"], _get(body, "displayName"), str(session["mime_type"]),
+                                bytes(session["data"]), body, "upload/operations", _UPLOAD_STORE_TYPE)
+        handler.send_json(200, op, final)
+
+    def _import_file(self, request: ReceivedRequest, handler: _Handler) -> None:
+        """importFile: a file uploaded to this server's Files API becomes a document
+        (its bytes, MIME type and display name, else its id: guessed)."""
+        body = request.body if isinstance(request.body, dict) else {}
+        store = request.store or ""
+        file_name = str(_get(body, "fileName") or "")
+        with self._lock:
+            exists = store in self.stores
+            entry = self.files.get(file_name)
+            meta = copy.deepcopy(entry["meta"]) if entry is not None else None
+            data = entry["data"] if entry is not None else b""
+        problem = None
+        if not exists:
+            problem = _missing_store(store)
+        elif not file_name:
+            problem = Error(400, "INVALID_ARGUMENT", "file_name is required.")  # wording guessed
+        elif meta is None:
+            problem = self._missing_file(file_name)
+        elif meta["state"] != "ACTIVE":
+            file_id = file_name.removeprefix("files/")
+            problem = Error(400, "FAILED_PRECONDITION",
+                            f"The File {file_id} is not in an ACTIVE state and usage is not allowed.")
+        else:
+            problem = _store_file_error(meta.get("mimeType"), len(data))
+        if problem is not None:
+            handler.send_json(problem.code, problem.body())
+            return
+        display = meta.get("displayName") or file_name.removeprefix("files/")
+        op = self._add_document(store, display, str(meta.get("mimeType")), data, body, "operations",
+                                _IMPORT_FILE_TYPE)
+        handler.send_json(200, op)
+
+    def _add_document(self, store: str, display: Any, mime: str, data: bytes, body: dict[str, Any], kind: str,
+                      response_type: str) -> dict[str, Any]:
+        """Store a STATE_PENDING document in `store` and the operation that ingests it
+        ("{store}/{kind}/{id}"); return the Operation as first answered."""
+        custom = _wire_metadata(_get(body, "customMetadata"))
+        passages = document_passages(mime, data, _get(body, "chunkingConfig"))
+        now = _timestamp(self.now())
+        with self._lock:
+            self._document_count += 1
+            count = self._document_count
+            name = f"{store}/documents/" + _derived_id(display, f"document/{count}", dashes=False)
+            # Keys in the REST reference's order (Google writes fields in proto order).
+            meta = _pruned({"name": name, "displayName": display or None, "customMetadata": custom or None,
+                            "updateTime": now, "createTime": now, "state": "STATE_PENDING",
+                            "sizeBytes": str(len(data)), "mimeType": mime})
+            self.documents[name] = {"meta": meta, "store": store, "data": data, "passages": passages}
+            op_name = f"{store}/{kind}/" + _resource_id(f"operation/{count}", 12)
+            polls = max(0, int(self.store_polls))
+            entry = {"op": {"name": op_name}, "document": name, "store": store, "polls_left": polls,
+                     "fail": bool(self.store_fail_next), "type": response_type}
+            self.store_fail_next = False
+            self.operations[op_name] = entry
+            if polls == 0:
+                self._finish_operation(entry)
+            return copy.deepcopy(entry["op"])
+
+    def _finish_operation(self, entry: dict[str, Any]) -> None:
+        """End an ingesting operation: its document ACTIVE, or FAILED with the error on
+        the operation. Call with the lock held."""
+        op = entry["op"]
+        op["done"] = True
+        if entry["fail"]:
+            op["error"] = {"code": 3, "message": "Document processing failed."}
+            state = "STATE_FAILED"
+        else:
+            op["response"] = {"@type": entry["type"], "parent": entry["store"], "documentName": entry["document"]}
+            state = "STATE_ACTIVE"
+        doc = self.documents.get(entry["document"])
+        if doc is not None:  # not deleted meanwhile
+            doc["meta"]["state"] = state
+            doc["meta"]["updateTime"] = _timestamp(self.now())
+
+    def _get_operation(self, request: ReceivedRequest, handler: _Handler) -> None:
+        name = request.path.split("/", 2)[2]  # "/v1/fileSearchStores/..." -> "fileSearchStores/..."
+        with self._lock:
+            entry = self.operations.get(name)
+            if entry is not None and not entry["op"].get("done"):
+                entry["polls_left"] -= 1
+                if entry["polls_left"] <= 0:
+                    self._finish_operation(entry)
+            op = copy.deepcopy(entry["op"]) if entry is not None else None
+        if op is None:
+            err = _missing_entity(name)
+            handler.send_json(err.code, err.body())
+        else:
+            handler.send_json(200, op)
+
+    def _list_documents(self, request: ReceivedRequest, handler: _Handler) -> None:
+        store = request.store or ""
+        with self._lock:
+            exists = store in self.stores
+            docs = [copy.deepcopy(doc["meta"]) for doc in self.documents.values() if doc["store"] == store]
+        if not exists:
+            err = _missing_store(store)
+            handler.send_json(err.code, err.body())
+            return
+        _send_page(request, handler, "documents", docs, 10, 20, omit_empty=True)
+
+    def _get_document(self, request: ReceivedRequest, handler: _Handler) -> None:
+        name = request.document or ""
+        with self._lock:
+            exists = request.store in self.stores
+            doc = self.documents.get(name)
+            meta = copy.deepcopy(doc["meta"]) if doc is not None else None
+        if meta is not None:
+            handler.send_json(200, meta)
+            return
+        err = _missing_document(name) if exists else _missing_store(request.store or "")
+        handler.send_json(err.code, err.body())
+
+    def _delete_document(self, request: ReceivedRequest, handler: _Handler) -> None:
+        name = request.document or ""
+        force = _flag(request.query.get("force"))
+        with self._lock:
+            exists = request.store in self.stores
+            doc = self.documents.get(name)
+            # The REST reference: without force, a document that has chunks is refused.
+            chunked = doc is not None and doc["meta"]["state"] == "STATE_ACTIVE" and bool(doc["passages"])
+            if doc is not None and (force or not chunked):
+                del self.documents[name]
+        if doc is None:
+            err = _missing_document(name) if exists else _missing_store(request.store or "")
+        elif chunked and not force:
+            err = Error(400, "FAILED_PRECONDITION", f"Document {name} has chunks. Set force to delete it "
+                        "together with its chunks.")  # wording guessed
+        else:
+            handler.send_json(200, {})
+            return
+        handler.send_json(err.code, err.body())
+
+    def _file_search(self, request: ReceivedRequest) -> Error | None:
+        """Run a generate request's fileSearch tools (Developer API): every store they
+        name must exist; request.retrieved becomes the best passages of the stores'
+        ACTIVE documents (those its metadata filter keeps) for the last user text: a
+        passage scores the distinct words of 3+ letters it shares with it, best first,
+        document order among equals, `top_k` at most (5 unless given)."""
+        body = request.body if isinstance(request.body, dict) else {}
+        tools = _get(body, "tools")
+        if not isinstance(tools, list):  # the cache the request uses may hold the tools
+            tools = _get(request.cached, "tools")
+        searches = [_get(tool, "fileSearch") for tool in tools or [] if isinstance(_get(tool, "fileSearch"), dict)]
+        if request.vertex or not searches:
+            return None
+        query = _search_words(request.last_user_text())
+        scored: list[tuple[int, dict[str, Any]]] = []
+        top_k = 0
+        for search in searches:
+            names = _get(search, "fileSearchStoreNames")
+            if not isinstance(names, list) or not names:
+                return Error(400, "INVALID_ARGUMENT", "file_search_store_names must name at least one "
+                             "file search store.")  # wording guessed
+            given_k = _get(search, "topK")
+            top_k = max(top_k, given_k if isinstance(given_k, int) and given_k > 0 else DEFAULT_FILE_SEARCH_TOP_K)
+            metadata_filter = _get(search, "metadataFilter")
+            try:
+                keep = parse_metadata_filter(str(metadata_filter)) if metadata_filter else None
+            except ValueError as exc:
+                return Error(400, "INVALID_ARGUMENT", f"Invalid metadata_filter: {exc}")  # wording guessed
+            with self._lock:
+                missing = next((str(n) for n in names if str(n) not in self.stores), None)
+                docs = [(doc["meta"], doc["store"], doc["passages"]) for doc in self.documents.values()
+                        if doc["store"] in names and doc["meta"]["state"] == "STATE_ACTIVE"]
+            if missing is not None:
+                # The SDK's replay test expects "not exist" in the message; the rest is guessed.
+                return Error(400, "INVALID_ARGUMENT", f"File search store {missing} does not exist.")
+            docs.sort(key=lambda found: names.index(found[1]))  # the stores in the order named
+            for meta, store, passages in docs:
+                custom = meta.get("customMetadata") or []
+                if keep is not None and not keep(custom):
+                    continue
+                title = meta.get("displayName") or meta["name"].rsplit("/", 1)[1]  # untitled: its id (guessed)
+                for text, page in passages:
+                    score = len(query & _search_words(text))
+                    if score:
+                        context = _pruned({"title": title, "text": text, "fileSearchStore": store,
+                                           "pageNumber": page, "customMetadata": copy.deepcopy(custom) or None})
+                        scored.append((score, context))
+        scored.sort(key=lambda item: -item[0])  # stable: document and passage order among equals
+        request.retrieved = [context for _score, context in scored[:top_k]]
+        return None
+
     # -- Batch API -----------------------------------------------------------
 
     def _serve_batches(self, request: ReceivedRequest, handler: _Handler) -> None:
@@ -2995,6 +3434,395 @@ def _missing_cache() -> Error:
     """What the real API answers for an expired, deleted or unknown cache, whether a
     generate request uses it or it is fetched (403, never 404)."""
     return Error(403, "PERMISSION_DENIED", "CachedContent not found (or permission denied)")
+
+
+# ---------------------------------------------------------------------------
+# File Search helpers: names, errors, documents' text and passages, filters, grounding
+# ---------------------------------------------------------------------------
+
+
+def _store_action(method: str, route: re.Match[str], query: dict[str, str]) -> tuple[str | None, str | None,
+                                                                                     str | None]:
+    """(store name, document name, action) of a File Search request; action None for an unknown route."""
+    store_id, verb, document_id, operation = route.group("store", "verb", "document", "operation")
+    store = f"fileSearchStores/{store_id}" if store_id else None
+    if route.group("upload"):
+        if method != "POST" or store is None or verb != "uploadToFileSearchStore":
+            return store, None, None
+        return store, None, "uploadChunk" if "upload_id" in query else "uploadToFileSearchStore"
+    if store is None:
+        return None, None, {"POST": "createFileSearchStore", "GET": "listFileSearchStores"}.get(method)
+    if verb is not None:
+        return store, None, "importFile" if method == "POST" and verb == "importFile" else None
+    if operation is not None:
+        return store, None, "getOperation" if method == "GET" else None
+    if route.group("documents"):
+        if document_id is None:
+            return store, None, "listDocuments" if method == "GET" else None
+        document = f"{store}/documents/{document_id}"
+        return store, document, {"GET": "getDocument", "DELETE": "deleteDocument"}.get(method)
+    return store, None, {"GET": "getFileSearchStore", "DELETE": "deleteFileSearchStore"}.get(method)
+
+
+_STORE_ID = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+
+def _store_name_error(store: str, document: str | None) -> Error | None:
+    """400 for a name no store or document can have (real ids are lower-case letters,
+    digits and dashes): the SDK's replay test of get expects INVALID_ARGUMENT for
+    "fileSearchStores/_invalid_file_search_store_name". The wording is guessed."""
+    for name in (store, document):
+        if name and not _STORE_ID.fullmatch(name.rsplit("/", 1)[1]):
+            return Error(400, "INVALID_ARGUMENT", f"Invalid resource name: {name}.")
+    return None
+
+
+def _missing_store(name: str) -> Error:
+    """A store that is not there: 403 PERMISSION_DENIED, not 404 (the SDK's replay test
+    of file_search_stores.get expects PERMISSION_DENIED for a missing store, as the
+    Files API answers for a missing file). The wording is guessed, after the Files API's."""
+    store_id = name.removeprefix("fileSearchStores/")
+    return Error.permission(f"You do not have permission to access the FileSearchStore {store_id} "
+                            "or it may not exist.")
+
+
+def _missing_document(name: str) -> Error:
+    """A document not in its (existing) store: the SDK's replay test of documents.get
+    expects "Documents does not exist" in the message; the status and the rest are guessed."""
+    return Error(404, "NOT_FOUND", f"Documents does not exist: {name}")
+
+
+def _missing_entity(name: str) -> Error:
+    """What Google APIs answer for a resource that is not there (an unknown operation)."""
+    return Error(404, "NOT_FOUND", f"Requested entity was not found. ({name})")
+
+
+def _flag(value: str | None) -> bool:
+    """A boolean query parameter: the SDK writes Python's "True", REST clients "true"."""
+    return str(value).lower() in ("true", "1")
+
+
+def _derived_id(display_name: Any, seed: str, dashes: bool) -> str:
+    """A store or document id as Google derives them (ids in the SDK's replay tests): the
+    display name in lower case, stores keeping its words apart with dashes
+    ("my-file-search-store-l65kcyel9lkz"), documents running them together
+    ("asurveyofmodernistpoetrytxt-uvmqjtmkm1h2"); then a dash and 12 characters, random
+    there and from `seed` here. Without a name, 12 characters stand in for it
+    ("acxjj7m366ln-aw6xyp94icll"). The 40-character cap on the name part is guessed."""
+    text = str(display_name or "").lower()
+    base = re.sub(r"[^a-z0-9]+", "-" if dashes else "", text).strip("-")[:40].strip("-")
+    return f"{base or _resource_id(seed + '/name', 12)}-{_resource_id(seed, 12)}"
+
+
+def _base_mime(mime: Any) -> str:
+    return str(mime or "").split(";", 1)[0].strip().lower()
+
+
+def _store_file_error(mime: Any, size: int | None) -> Error | None:
+    """Why File Search refuses a file, if it does: its MIME type or its size. Both
+    messages are guessed."""
+    base = _base_mime(mime)
+    if not base or base.startswith(UNSUPPORTED_STORE_TYPES):
+        return Error(400, "INVALID_ARGUMENT", f"Unsupported MIME type: {mime}")
+    limit = MAX_STORE_FILE_BYTES  # read at call time, so a test can lower it
+    if size is not None and size > limit:
+        return Error(400, "INVALID_ARGUMENT", f"The file is {size} bytes, over the {limit} bytes "
+                     f"({limit / (1024 * 1024):g} MB) a file search store document may have.")
+    return None
+
+
+def _wire_metadata(given: Any) -> list[dict[str, Any]]:
+    """customMetadata as the API answers it (camelCase; the SDK sends the values snake_case)."""
+    entries = []
+    for item in given if isinstance(given, list) else []:
+        if not isinstance(item, dict):
+            continue
+        entry: dict[str, Any] = {"key": _get(item, "key")}
+        for camel in ("stringValue", "stringListValue", "numericValue"):
+            value = _get(item, camel)
+            if value is not None:
+                entry[camel] = {"values": list(_get(value, "values") or [])} if camel == "stringListValue" else value
+        entries.append(entry)
+    return entries
+
+
+def document_passages(mime: str, data: bytes, chunking: Any = None) -> list[tuple[str, int | None]]:
+    """A document's passages as File Search here retrieves them: (text, page number for
+    a PDF, else None). Text is decoded as UTF-8; a PDF's is the text its pages show
+    (pdf_text_pages), or its bytes decoded when it shows none; any other type is decoded
+    with undecodable bytes dropped. See split_passages for the cutting."""
+    base = _base_mime(mime)
+    if base == "application/pdf":
+        pages = pdf_text_pages(data)
+        texts: list[tuple[str, int | None]] = [(t, i) for i, t in enumerate(pages, start=1)]
+        if not any(t.strip() for t in pages):
+            texts = [(data.decode("utf-8", errors="ignore"), 1)]
+    else:
+        texty = base.startswith("text/") or base in _TEXT_MIME_TYPES
+        texts = [(data.decode("utf-8", errors="replace" if texty else "ignore"), None)]
+    return [(passage, page) for text, page in texts for passage in split_passages(text, chunking)]
+
+
+def split_passages(text: str, chunking: Any = None) -> list[str]:
+    """Passages of a text. With a chunkingConfig's whiteSpaceConfig: windows of
+    maxTokensPerChunk words overlapping by maxOverlapTokens (a word stands for a token,
+    as in this server's counting). Without: paragraphs (split at blank lines), a long
+    one cut into windows of STORE_PASSAGE_WORDS words."""
+    space = _get(chunking, "whiteSpaceConfig")
+    size = _get(space, "maxTokensPerChunk")
+    if isinstance(size, int) and size > 0:
+        overlap = _get(space, "maxOverlapTokens")
+        step = size - min(overlap if isinstance(overlap, int) and overlap > 0 else 0, size - 1)
+        words = text.split()
+        return [" ".join(words[at:at + size]) for at in range(0, len(words), step)
+                if at == 0 or at + size - step < len(words)]
+    passages = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        words = paragraph.split()
+        if len(words) <= STORE_PASSAGE_WORDS:
+            if words:
+                passages.append(paragraph.strip())
+            continue
+        passages += [" ".join(words[at:at + STORE_PASSAGE_WORDS])
+                     for at in range(0, len(words), STORE_PASSAGE_WORDS)]
+    return passages
+
+
+_PDF_OBJECT = re.compile(rb"(\d+)\s+\d+\s+obj\b(.*?)\bendobj", re.S)
+_PDF_PAGE_TYPE = re.compile(rb"/Type\s*/Page(?![A-Za-z])")
+_PDF_PAGES_TYPE = re.compile(rb"/Type\s*/Pages\b")
+_PDF_REF = re.compile(rb"(\d+)\s+\d+\s+R")
+# A literal string (one level of balanced parentheses inside) shown by Tj, ' or ",
+# or an array of them shown by TJ.
+_PDF_SHOW = re.compile(rb"\(((?:\\.|[^\\()]|\((?:\\.|[^\\()])*\))*)\)\s*(?:Tj|'|\")"
+                       rb"|\[((?:\\.|[^\\\]])*)\]\s*TJ", re.S)
+_PDF_STRING = re.compile(rb"\(((?:\\.|[^\\()]|\((?:\\.|[^\\()])*\))*)\)", re.S)
+
+
+def pdf_text_pages(data: bytes) -> list[str]:
+    """The text each page of a PDF shows (the strings of its Tj, TJ, ' and " operators),
+    in page order: the pages tree's /Kids when it can be followed, else the page objects
+    (``/Type /Page``) in file order. Content streams may be FlateDecode'd. No font
+    encodings: strings are read as UTF-8, else Latin-1 (UTF-16 with a BOM). [] when
+    the file has no page objects."""
+    objects = {int(m.group(1)): m.group(2) for m in _PDF_OBJECT.finditer(data)}
+
+    def head(body: bytes) -> bytes:  # the dictionary, not the stream after it
+        return body.split(b"stream", 1)[0]
+
+    pages = [number for number, body in objects.items() if _PDF_PAGE_TYPE.search(head(body))]
+    ordered: list[int] = []
+    roots = [n for n, body in objects.items() if _PDF_PAGES_TYPE.search(head(body))
+             and not re.search(rb"/Parent\s", head(body))]
+
+    def walk(number: int, depth: int = 0) -> None:
+        body = head(objects.get(number, b""))
+        if depth > 32 or number in ordered:
+            return
+        if _PDF_PAGE_TYPE.search(body):
+            ordered.append(number)
+            return
+        kids = re.search(rb"/Kids\s*\[([^\]]*)\]", body)
+        for ref in _PDF_REF.finditer(kids.group(1) if kids else b""):
+            walk(int(ref.group(1)), depth + 1)
+
+    for root in roots[:1]:
+        walk(root)
+    if sorted(ordered) == sorted(pages):
+        pages = ordered
+    texts = []
+    for number in pages:
+        contents = re.search(rb"/Contents\s*(\[[^\]]*\]|\d+\s+\d+\s+R)", head(objects[number]))
+        streams = [_pdf_stream(objects.get(int(ref.group(1)), b""))
+                   for ref in _PDF_REF.finditer(contents.group(1) if contents else b"")]
+        texts.append(_pdf_shown_text(b"\n".join(streams)))
+    return texts
+
+
+def _pdf_stream(body: bytes) -> bytes:
+    match = re.search(rb"stream\r?\n(.*?)endstream", body, re.S)
+    if match is None:
+        return b""
+    if b"/FlateDecode" in body[:match.start()]:
+        try:  # decompressobj stops at the end of the data, ignoring the EOL before endstream
+            return zlib.decompressobj().decompress(match.group(1))
+        except zlib.error:
+            return b""
+    return match.group(1)
+
+
+def _pdf_shown_text(content: bytes) -> str:
+    pieces = []
+    for match in _PDF_SHOW.finditer(content):
+        if match.group(1) is not None:
+            pieces.append(_pdf_string(match.group(1)))
+        else:
+            pieces.append("".join(_pdf_string(s.group(1)) for s in _PDF_STRING.finditer(match.group(2))))
+    return " ".join(piece for piece in pieces if piece)
+
+
+def _pdf_string(raw: bytes) -> str:
+    """A PDF literal string's text: escapes resolved (\\n, \\(, \\ddd octal, ...)."""
+    escapes = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", ord("f"): b"\f"}
+    out = bytearray()
+    at = 0
+    while at < len(raw):
+        char = raw[at]
+        if char != 0x5C or at + 1 >= len(raw):
+            out.append(char)
+            at += 1
+            continue
+        after = raw[at + 1]
+        if after in escapes:
+            out += escapes[after]
+            at += 2
+        elif 0x30 <= after <= 0x37:
+            digits = re.match(rb"[0-7]{1,3}", raw[at + 1:at + 4])
+            assert digits is not None
+            out.append(int(digits.group(), 8) & 0xFF)
+            at += 1 + len(digits.group())
+        elif after in (0x0A, 0x0D):  # a line continuation
+            at += 3 if raw[at + 1:at + 3] == b"\r\n" else 2
+        else:
+            out.append(after)
+            at += 2
+    data = bytes(out)
+    if data.startswith(b"\xfe\xff"):
+        return data[2:].decode("utf-16-be", errors="ignore")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _search_words(text: str) -> set[str]:
+    """The words File Search matches on here: distinct, lower case, 3+ letters."""
+    return set(re.findall(r"[^\W\d_]{3,}", text.lower()))
+
+
+_FILTER_TOKEN = re.compile(r'\s*(?:(?P<string>"(?:\\.|[^"\\])*")|(?P<op><=|>=|!=|=|<|>|:)|(?P<paren>[()])'
+                           r'|(?P<word>[^\s()"=!<>:]+))')
+
+
+def parse_metadata_filter(text: str) -> Callable[[list[dict[str, Any]]], bool]:
+    """A metadata_filter as a test of a document's customMetadata (the wire entries).
+
+    The subset of AIP-160 (the syntax Google's docs name for it) read here: comparisons
+    ``key OP value`` with OP one of = != < <= > >= : and value a quoted string, a
+    number or a bare word; AND (or a bare space), OR (binding tighter than AND, as in
+    AIP-160), NOT or a leading -, parentheses. = and : on a string list mean "holds";
+    < <= > >= compare numbers. A document without the key matches no comparison.
+    Anything else raises ValueError. How Google reads a filter in detail is guessed.
+    """
+    tokens: list[tuple[str, str]] = []
+    at = 0
+    while at < len(text):
+        match = _FILTER_TOKEN.match(text, at)
+        if match is None or match.end() == at:
+            if text[at:].strip():
+                raise ValueError(f"cannot read {text[at:]!r}")
+            break
+        kind = str(match.lastgroup)
+        tokens.append((kind, match.group(kind)))
+        at = match.end()
+    position = 0
+
+    def peek() -> tuple[str, str] | None:
+        return tokens[position] if position < len(tokens) else None
+
+    def take() -> tuple[str, str]:
+        nonlocal position
+        if position >= len(tokens):
+            raise ValueError(f"{text!r} ends too soon")
+        position += 1
+        return tokens[position - 1]
+
+    def sequence() -> Callable[[list[dict[str, Any]]], bool]:
+        parts = [disjunction()]
+        while (token := peek()) is not None and token != ("paren", ")"):
+            if token == ("word", "AND"):
+                take()
+            parts.append(disjunction())
+        return lambda entries: all(part(entries) for part in parts)
+
+    def disjunction() -> Callable[[list[dict[str, Any]]], bool]:
+        parts = [negation()]
+        while peek() == ("word", "OR"):
+            take()
+            parts.append(negation())
+        return lambda entries: any(part(entries) for part in parts)
+
+    def negation() -> Callable[[list[dict[str, Any]]], bool]:
+        token = peek()
+        if token == ("word", "NOT"):
+            take()
+            inner = negation()
+            return lambda entries: not inner(entries)
+        if token is not None and token[0] == "word" and token[1].startswith("-") and len(token[1]) > 1:
+            tokens[position] = ("word", token[1][1:])
+            inner = negation()
+            return lambda entries: not inner(entries)
+        if token == ("paren", "("):
+            take()
+            inner = sequence()
+            if take() != ("paren", ")"):
+                raise ValueError(f"unbalanced parentheses in {text!r}")
+            return inner
+        return comparison()
+
+    def comparison() -> Callable[[list[dict[str, Any]]], bool]:
+        kind, key = take()
+        if kind != "word":
+            raise ValueError(f"expected a key, got {key!r}")
+        kind, op = take()
+        if kind != "op":
+            raise ValueError(f"expected an operator after {key!r}, got {op!r}")
+        kind, raw = take()
+        if kind not in ("word", "string"):
+            raise ValueError(f"expected a value after {key} {op}, got {raw!r}")
+        value = json.loads(raw) if kind == "string" else raw
+        return lambda entries: _metadata_matches(entries, key, op, value)
+
+    test = sequence()
+    if position != len(tokens):
+        raise ValueError(f"unexpected {tokens[position][1]!r} in {text!r}")
+    return test
+
+
+def _metadata_matches(entries: list[dict[str, Any]], key: str, op: str, value: str) -> bool:
+    for entry in entries:
+        if entry.get("key") != key:
+            continue
+        if "numericValue" in entry:
+            try:
+                number, given = float(entry["numericValue"]), float(value)
+            except ValueError:
+                return False
+            return {"=": number == given, ":": number == given, "!=": number != given, "<": number < given,
+                    "<=": number <= given, ">": number > given, ">=": number >= given}[op]
+        if "stringListValue" in entry:
+            held = value in (entry["stringListValue"].get("values") or [])
+            return held if op in ("=", ":") else (not held if op == "!=" else False)
+        text = str(entry.get("stringValue"))
+        return text == value if op in ("=", ":") else (text != value if op == "!=" else False)
+    return False
+
+
+def with_retrieval(reply: Reply, retrieved: list[dict[str, Any]]) -> Reply:
+    """`reply` with File Search's grounding: the retrieved contexts as groundingChunks
+    (after any of Reply.grounding's) and one groundingSupport spanning the whole answer
+    text (UTF-8 byte offsets) that points at all of them."""
+    grounding = copy.deepcopy(reply.grounding) if reply.grounding else {}
+    chunks = grounding.setdefault("groundingChunks", [])
+    first = len(chunks)
+    chunks.extend({"retrievedContext": copy.deepcopy(context)} for context in retrieved)
+    text = "".join(part["text"] for part in reply.merged_parts() if _is_text(part))
+    if text:
+        grounding.setdefault("groundingSupports", []).append({
+            "segment": {"startIndex": 0, "endIndex": len(text.encode("utf-8")), "text": text},
+            "groundingChunkIndices": list(range(first, first + len(retrieved))),
+        })
+    return replace(reply, grounding=grounding)
 
 
 def _resource_id(seed: str, length: int = 40) -> str:
