@@ -5,7 +5,9 @@ from __future__ import annotations
 
 
 def _size(size: int) -> str:
-    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 1024:.0f} KB" if size else "0"
+    if size >= 2**20:
+        return f"{size / 2**20:.1f} MB"
+    return f"{size / 1024:.0f} KB" if size >= 1024 else f"{size} B"
 
 
 def stores(magics, args) -> None:
