@@ -5,6 +5,7 @@ errors; record and replay. The real SDK over HTTP to tests/fake_gemini's fileSea
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -163,3 +164,32 @@ def test_stores_record_and_replay_without_waiting(ip, server, docs, env, tmp_pat
     assert "Indexed 1 file into 'handbook'." in said.out + said.err
     assert ask(ip, "How long do I have to return an item?", "--store handbook") == recorded
     assert server.requests == []
+
+
+def test_a_file_over_the_limit_is_refused_by_name_and_the_rest_added(ip, server, docs, monkeypatch, capsys):
+    from gemini_magic import file_search
+
+    monkeypatch.setattr(file_search, "MAX_FILE_BYTES", 100)  # policy.md is over it; warranty.pdf too
+    (docs / "tiny.txt").write_text("Small print.")
+    command(ip, "store-create handbook")
+    capsys.readouterr()
+    command(ip, f"store-add handbook {docs}")
+    said = capsys.readouterr()
+    text = said.out + said.err
+    assert "Indexed 1 file into 'handbook'." in text
+    assert re.search(r"docs/policy\.md \(0 MB, over File Search's 100 MB\)", text), text
+    assert [r.body["displayName"] for r in server.requests if r.action == "uploadToFileSearchStore"] == [
+        "docs/tiny.txt"]
+
+
+def test_an_endpoint_without_file_search_says_so(ip, server):
+    body = json.dumps({"error": {"code": 404, "status": "NOT_FOUND",
+                                 "message": "The requested URL /v1/fileSearchStores was not found on this server."}})
+    server.queue_raw(404, {"Content-Type": "application/json"}, body, actions=("createFileSearchStore",))
+    from gemini_magic.magics import CellFailed
+
+    with pytest.raises(CellFailed) as info:
+        command(ip, "store-create handbook")
+    error = info.value.error
+    assert error.message == "File Search is not served at this endpoint or API version."
+    assert "api_version = 'v1beta'" in error.hint
