@@ -2114,3 +2114,36 @@ def test_pdf_text_pages_reads_compressed_streams_tj_arrays_and_escapes():
     chunking = {"white_space_config": {"max_tokens_per_chunk": 50, "max_overlap_tokens": 10}}
     windows = split_passages(words, chunking)
     assert [w.split()[0] for w in windows] == ["w0", "w40", "w80"] and windows[-1].split()[-1] == "w129"
+
+
+# -- the echo in other modalities: speech, images, places ---------------------------------------------
+
+
+def test_the_echo_speaks_as_raw_pcm_when_asked_for_audio(client, server):
+    from tests.fake_gemini.server import PCM_RATE
+
+    result = client.models.generate_content(
+        model="gemini-2.5-flash-preview-tts", contents="Say hello there",
+        config=types.GenerateContentConfig(response_modalities=["AUDIO"], speech_config="Kore"))
+    (part,) = result.candidates[0].content.parts
+    assert part.inline_data.mime_type == "audio/L16;codec=pcm;rate=24000"
+    assert len(part.inline_data.data) == int(PCM_RATE * 0.1 * 4) * 2  # "Echo: Say hello there": 4 words
+
+
+def test_the_echo_draws_an_image_of_the_asked_shape_for_image_models(client, server):
+    from PIL import Image
+
+    result = client.models.generate_content(
+        model="gemini-2.5-flash-image", contents="A cat",
+        config=types.GenerateContentConfig(image_config=types.ImageConfig(aspect_ratio="16:9", image_size="2K")))
+    text, image = result.candidates[0].content.parts
+    assert text.text == "Echo: A cat"
+    assert Image.open(io.BytesIO(image.inline_data.data)).size == (2048, 1152)
+
+
+def test_the_echo_cites_a_place_when_grounded_in_maps(client, server):
+    result = client.models.generate_content(
+        model="gemini-2.5-flash", contents="Coffee near me",
+        config=types.GenerateContentConfig(tools=[types.Tool(google_maps=types.GoogleMaps())]))
+    chunk = result.candidates[0].grounding_metadata.grounding_chunks[0]
+    assert chunk.maps.title == "Echo Place" and chunk.maps.uri.startswith("https://maps.google.com/?cid=")

@@ -148,6 +148,66 @@ _GOOGLE_RPC = "type.googleapis.com/google.rpc."
 _RATE_LIMIT_DOCS = "https://ai.google.dev/gemini-api/docs/rate-limits"
 # Sent as the X-Gemini-Service-Tier header and usageMetadata.serviceTier.
 SERVICE_TIER = "standard"
+# What the echo answers besides text: speech as Gemini's TTS sends it (raw 16-bit mono PCM,
+# `audio/L16;codec=pcm;rate=24000`), an image for image models (its shape from
+# imageConfig; the pixel sizes per imageSize are ours: 1K, 2K, 4K as the longer side), and
+# a place for --maps (groundingChunks[].maps, as GroundingChunkMaps has it).
+PCM_RATE = 24_000
+PCM_TYPE = f"audio/L16;codec=pcm;rate={PCM_RATE}"
+IMAGE_SIDES = {"1K": 1024, "2K": 2048, "4K": 4096}
+
+
+def echo_answer(request: ReceivedRequest) -> Reply:
+    """The echo ("Echo: " + the prompt), in the modality the request asks for."""
+    text = "Echo: " + request.last_user_text()
+    fields = prompt_fields(request.body)
+    config = _get(fields, "generationConfig") or {}
+    modalities = [str(m).upper() for m in _get(config, "responseModalities") or []]
+    if "AUDIO" in modalities:
+        return Reply(parts=[{"inlineData": {"mimeType": PCM_TYPE, "data": base64.b64encode(
+            echo_speech(text)).decode()}}])
+    if "IMAGE" in modalities or "-image" in (request.model or ""):
+        image = _get(config, "imageConfig") or {}
+        png = echo_image(str(_get(image, "aspectRatio") or "1:1"), str(_get(image, "imageSize") or "1K"))
+        return Reply(parts=[{"text": text}, {"inlineData": {"mimeType": "image/png",
+                                                             "data": base64.b64encode(png).decode()}}])
+    tools = _get(fields, "tools") or []
+    if any(isinstance(t, dict) and (_get(t, "googleMaps") is not None) for t in tools):
+        size = len(text.encode("utf-8"))
+        place = hashlib.sha256(text.encode()).hexdigest()[:12]
+        return Reply(text=text, grounding={
+            "groundingChunks": [{"maps": {"uri": f"https://maps.google.com/?cid={int(place, 16)}",
+                                          "title": "Echo Place", "placeId": f"places/{place}"}}],
+            "groundingSupports": [{"segment": {"startIndex": 0, "endIndex": size, "text": text},
+                                   "groundingChunkIndices": [0]}]})
+    return Reply(text=text)
+
+
+def echo_speech(text: str) -> bytes:
+    """A tone a tenth of a second per word: 16-bit little-endian mono PCM at PCM_RATE."""
+    samples = int(PCM_RATE * 0.1 * max(1, len(text.split())))
+    return b"".join(int(8000 * math.sin(2 * math.pi * 440 * i / PCM_RATE)).to_bytes(2, "little", signed=True)
+                    for i in range(samples))
+
+
+def echo_image(aspect_ratio: str, image_size: str) -> bytes:
+    """A plain PNG of the asked shape: the longer side from IMAGE_SIDES."""
+    import io
+
+    from PIL import Image
+
+    width, _, height = aspect_ratio.partition(":")
+    try:
+        w, h = float(width), float(height)
+    except ValueError:
+        w = h = 1.0
+    side = IMAGE_SIDES.get(image_size.upper(), 1024)
+    size = (side, max(1, round(side * h / w))) if w >= h else (max(1, round(side * w / h)), side)
+    out = io.BytesIO()
+    Image.new("RGB", size, (90, 140, 200)).save(out, "PNG")
+    return out.getvalue()
+
+
 # Embeddings (batchEmbedContents): the most texts in one request, and the full vector size
 # of gemini-embedding-001.
 MAX_EMBED_BATCH = 100
@@ -2086,7 +2146,7 @@ class FakeGemini:
             answer = responder(request)
             if answer is not None:
                 return _as_answer(answer)
-        return Reply(text="Echo: " + request.last_user_text())
+        return echo_answer(request)
 
     def _serve(self, request: ReceivedRequest, handler: _Handler) -> None:
         action = request.action
