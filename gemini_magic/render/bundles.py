@@ -94,7 +94,9 @@ def compose(answer, fmt: str, footer: str = "") -> dict:
 
 
 def _tile(image_html: str) -> str:
-    return f'<div style="flex:0 1 320px;min-width:160px">{image_html}</div>'
+    from .code import TILE_FLEX
+
+    return f'<div class="gemini-tile" style="flex:{TILE_FLEX};min-width:160px">{image_html}</div>'
 
 
 def _is_image(part) -> bool:

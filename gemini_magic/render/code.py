@@ -19,10 +19,14 @@ COPY = ("(function(b){var t=b.parentElement.querySelector('code').innerText;"
         "if(navigator.clipboard&&window.isSecureContext){navigator.clipboard.writeText(t).then(ok)}"
         "else{var a=document.createElement('textarea');a.value=t;document.body.appendChild(a);a.select();"
         "document.execCommand('copy');a.remove();ok()}})(this)")
-# An image at its full size, or back to fitting the output.
-ZOOM = ("this.style.maxWidth=this.style.maxWidth==='none'?'100%':'none';"
-        "this.style.maxHeight=this.style.maxHeight==='none'?'480px':'none';"
-        "this.style.cursor=this.style.maxWidth==='none'?'zoom-out':'zoom-in'")
+# A gallery's tile: images side by side, each at most this wide until it is opened.
+TILE_FLEX = "0 1 320px"
+# An image at its full size, or back to fitting the output. In a gallery its tile takes a
+# row of its own meanwhile, so the next image is not drawn over it.
+ZOOM = ("var z=this.style.maxWidth!=='none';this.style.maxWidth=z?'none':'100%';"
+        "this.style.maxHeight=z?'none':'480px';this.style.cursor=z?'zoom-out':'zoom-in';"
+        "var t=this.parentElement;if(t&&t.classList.contains('gemini-tile'))"
+        "{t.style.flex=z?'0 0 100%':'" + TILE_FLEX + "'}")
 
 _BUTTON = ('<button class="gemini-copy" title="Copy the code" style="position:absolute;top:4px;right:4px;'
            'font-size:11px;padding:1px 6px;opacity:0.75;cursor:pointer" onclick="{js}">Copy</button>')

@@ -22,6 +22,9 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "browser"  # screenshots (git-ignored)
+BUILT = ROOT / "gemini_magic" / "labextension"  # the prebuilt JupyterLab extension (js/)
+EXTENSION = "gemini-magic-lab"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
@@ -161,3 +164,35 @@ def write_notebook(path: Path, cells: list[str]) -> None:
     nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nbformat.write(nb, path)
+
+
+def serve_lab(tmp_path_factory, label: str, env: dict, *, extension: str = "required", notebooks=()):
+    """A module fixture's JupyterLab (use with `yield from`): skipped, with the reason,
+    where Chromium, Playwright or JupyterLab is missing; with the checkout's build of the
+    extension (`extension="required"` fails without one, "optional" runs without it);
+    `notebooks` are (name, cells) written to its root first."""
+    import pytest
+
+    reason = missing_requirements()
+    if reason:
+        pytest.skip(f"browser test needs Chromium, Playwright and JupyterLab: {reason}")
+    built = (BUILT / "package.json").exists()
+    if extension == "required" and not built:
+        pytest.fail(f"the prebuilt extension is missing from {BUILT}: cd js && npm install && npm run build")
+    base = tmp_path_factory.mktemp(label)
+    root = base / "root"
+    root.mkdir()
+    for name, cells in notebooks:
+        write_notebook(root / name, cells)
+    env = dict(env)
+    # In a virtualenv Jupyter looks in the env's share/ first (where a `jupyter labextension
+    # develop` link may be): this makes our copy of the checkout's build the one loaded.
+    env["JUPYTER_PREFER_ENV_PATH"] = "0"
+    lab = Lab(root, base / "home", env, base / "jupyterlab.log")
+    if built:
+        shutil.copytree(BUILT, base / "home" / "data" / "labextensions" / EXTENSION)
+    try:
+        lab.start()
+        yield lab
+    finally:
+        lab.stop()

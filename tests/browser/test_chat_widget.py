@@ -23,19 +23,23 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import urllib.request
 
 import pytest
 
-from tests.browser.lab import CHROMIUM, CHROMIUM_ARGS, ROOT, Lab, missing_requirements, wait_until, write_notebook
+from tests.browser.lab import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Lab,
+    serve_lab,
+    wait_until,
+    write_notebook,
+)
 from tests.conftest import TEST_KEY, kernel_environment
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = ROOT / "test-artifacts" / "browser"
-BUILT = ROOT / "gemini_magic" / "labextension"
-EXTENSION = "gemini-magic-lab"
 LOAD = "%load_ext gemini_magic"
 HOSTILE = 'Look: <img src=x onerror="window.pwned=1"> <script>window.pwned=2</script> end.'
 
@@ -64,24 +68,8 @@ def fake(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, fake):
-    reason = missing_requirements()
-    if reason:
-        pytest.skip(f"browser test needs Chromium, Playwright and JupyterLab: {reason}")
-    base = tmp_path_factory.mktemp("chat")
-    root = base / "root"
-    root.mkdir()
-    env = kernel_environment(fake.url, TEST_KEY)
-    # In a virtualenv Jupyter looks in the env's share/ first; this makes our copy of the
-    # checkout's build (in JUPYTER_DATA_DIR) the one loaded, whatever the venv holds.
-    env["JUPYTER_PREFER_ENV_PATH"] = "0"
-    lab = Lab(root, base / "home", env, base / "jupyterlab.log")
-    if (BUILT / "package.json").exists():  # the chat widget itself needs only ipywidgets
-        shutil.copytree(BUILT, base / "home" / "data" / "labextensions" / EXTENSION)
-    try:
-        lab.start()
-        yield lab
-    finally:
-        lab.stop()
+    # The chat widget itself needs only ipywidgets: the extension is loaded where built.
+    yield from serve_lab(tmp_path_factory, "chat", kernel_environment(fake.url, TEST_KEY), extension="optional")
 
 
 @pytest.fixture(scope="module")

@@ -18,19 +18,22 @@ Screenshots go to test-artifacts/browser/.
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
-from tests.browser.lab import CHROMIUM, CHROMIUM_ARGS, ROOT, Lab, missing_requirements, wait_until, write_notebook
+from tests.browser.lab import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    EXTENSION,
+    serve_lab,
+    wait_until,
+)
 from tests.conftest import kernel_environment
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = ROOT / "test-artifacts" / "browser"
 NOTEBOOK = "insert_code_e2e.ipynb"
-BUILT = ROOT / "gemini_magic" / "labextension"
-EXTENSION = "gemini-magic-lab"
 HELLO = {"hello": "jupyterlab", "version": 1, "inserts_cells": True}
 
 OPEN_COMM = (
@@ -56,26 +59,8 @@ CELLS = [OPEN_COMM, CHECK_REPLY, ASK, NEW_CODE, NEW_KEY]
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    reason = missing_requirements()
-    if reason:
-        pytest.skip(f"browser test needs Chromium, Playwright and JupyterLab: {reason}")
-    if not (BUILT / "package.json").exists():
-        pytest.fail(f"the prebuilt extension is missing from {BUILT}: cd js && npm install && npm run build")
-    base = tmp_path_factory.mktemp("insert_code")
-    root = base / "root"
-    root.mkdir()
-    write_notebook(root / NOTEBOOK, CELLS)
-    env = kernel_environment(None, None)
-    # In a virtualenv Jupyter looks in the venv's share/jupyter before JUPYTER_DATA_DIR (where a
-    # `jupyter labextension develop` link may be): this test's own copy must be the one loaded.
-    env["JUPYTER_PREFER_ENV_PATH"] = "0"
-    lab = Lab(root, base / "home", env, base / "jupyterlab.log")
-    shutil.copytree(BUILT, base / "home" / "data" / "labextensions" / EXTENSION)
-    try:
-        lab.start()
-        yield lab
-    finally:
-        lab.stop()
+    yield from serve_lab(tmp_path_factory, "insert_code", kernel_environment(None, None),
+                         notebooks=[(NOTEBOOK, CELLS)])
 
 
 @pytest.fixture(scope="module")

@@ -23,21 +23,26 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 import struct
 import urllib.request
 import zlib
 
 import pytest
 
-from tests.browser.lab import CHROMIUM, CHROMIUM_ARGS, ROOT, Lab, missing_requirements, wait_until, write_notebook
+from tests.browser.lab import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    EXTENSION,
+    Lab,
+    serve_lab,
+    wait_until,
+    write_notebook,
+)
 from tests.conftest import TEST_KEY, kernel_environment
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = ROOT / "test-artifacts" / "browser"
-BUILT = ROOT / "gemini_magic" / "labextension"
-EXTENSION = "gemini-magic-lab"
 LOAD = "%load_ext gemini_magic"
 
 
@@ -96,25 +101,7 @@ def fake(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, fake):
-    reason = missing_requirements()
-    if reason:
-        pytest.skip(f"browser test needs Chromium, Playwright and JupyterLab: {reason}")
-    if not (BUILT / "package.json").exists():
-        pytest.fail(f"the prebuilt extension is missing from {BUILT}: cd js && npm install && npm run build")
-    base = tmp_path_factory.mktemp("native")
-    root = base / "root"
-    root.mkdir()
-    env = kernel_environment(fake.url, TEST_KEY)
-    # In a virtualenv Jupyter looks in the env's share/ first; this makes our copy of the
-    # checkout's build (in JUPYTER_DATA_DIR) the one loaded, whatever the venv holds.
-    env["JUPYTER_PREFER_ENV_PATH"] = "0"
-    lab = Lab(root, base / "home", env, base / "jupyterlab.log")
-    shutil.copytree(BUILT, base / "home" / "data" / "labextensions" / EXTENSION)
-    try:
-        lab.start()
-        yield lab
-    finally:
-        lab.stop()
+    yield from serve_lab(tmp_path_factory, "native", kernel_environment(fake.url, TEST_KEY))
 
 
 @pytest.fixture(scope="module")
