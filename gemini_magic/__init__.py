@@ -92,7 +92,7 @@ def count(prompt: str, *, namespace: dict | None = None, **options):
         namespace = _magics.shell.user_ns
     given = Options.of(options, "count()")
     prepared = active.prepare(prompt, given, "ask", **({} if namespace is None else {"namespace": namespace}))
-    return price(count_request(active.engine, prepared.request), active.engine,
+    return price(count_request(active.engine, prepared.request, cache=prepared.cache), active.engine,
                  prepared.request.config.get("service_tier"))
 
 

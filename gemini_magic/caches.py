@@ -96,6 +96,8 @@ class Caches:
             tools.append({"function_declarations": request.toolbox.declarations()})
         if tools:
             config["tools"] = tools
+        if request.config.get("tool_config"):
+            config["tool_config"] = request.config["tool_config"]  # --location's retrieval config
         try:
             cached = self._client().caches.create(model=request.model_id,
                                                   config=types.CreateCachedContentConfig(**config))

@@ -293,3 +293,27 @@ def test_the_servers_other_cache_refusals_read_as_sentences(ip, server, small, m
     failure = fails(ip, "Rule 1?", "--cache handbook")
     assert failure.error.kind == "cache" and failure.error.message == says
     assert "INVALID_ARGUMENT" not in str(failure.error)
+
+
+def test_count_from_python_includes_the_cache_as_a_cell_does(ip, server, small):
+    info = create(ip)
+    count = gemini_magic.count("What is rule 9?", cache="handbook")
+    assert count.cached == info.tokens and count.total > info.tokens
+
+
+def test_a_batch_that_meets_a_gone_cache_forgets_it(ip, server, small):
+    create(ip, options="--ttl 5m")
+    server.advance(400)
+    ip.user_ns["rules"] = ["1", "2"]
+    ip.run_cell_magic("gemini", "--over rules --cache handbook -o _out", "Rule {item}?")
+    assert all(getattr(v, "kind", "") == "cache-gone" for v in ip.user_ns["_out"])
+    before = len(server.requests)
+    fails(ip, "Rule 1?", "--cache handbook")  # looked for again, not the stale resource sent
+    assert [r.action for r in server.requests[before:]] == ["listCachedContents"]
+
+
+def test_a_cache_keeps_the_location_of_a_maps_context(ip, server, small):
+    create(ip, options="--maps --location 35.01,135.77")
+    body = server.last.body
+    assert {"googleMaps": {}} in body["tools"]
+    assert body["toolConfig"]["retrievalConfig"]["lat_lng"] == {"latitude": 35.01, "longitude": 135.77}

@@ -55,5 +55,7 @@ def ask_many(session, template: str, rows, options, *, mode: str = "local", colu
         batch = previous.resume()
     else:
         batch = BatchRun(requests, session.engine, concurrency=max(1, concurrency), progress=progress).resume()
+    if recipe.cache is not None and any(getattr(r, "kind", "") == "cache-gone" for r in batch.results):
+        session.caches.forget(recipe.cache.name)  # gone: the next use looks for it again
     last_run = batch
     return shape(batch.results, like, column), batch
