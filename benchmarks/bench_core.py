@@ -662,18 +662,21 @@ def facts(load_before: str) -> list[str]:
     ]
 
 
-def print_table(results: Results, elapsed: float, load_before: str) -> None:
+def print_table(results: Results, elapsed: float, load_before: str,
+                how: str = "baselines measured in the same run, runs alternated with ours") -> None:
+    """The Markdown table of every benchmark script, then the machine's facts."""
     say("\n## Results\n")
     say("| figure | ours | baseline | target | met |")
     say("|---|---|---|---|---|")
     # By figure number: figure 6 is measured in figure 3's rotation, against the same baseline.
-    for row in sorted(results.rows, key=lambda row: int(row.figure.split(".", 1)[0])):
+    number = lambda row: int(row.figure.split(".", 1)[0]) if row.figure.split(".", 1)[0].isdigit() else 0  # noqa: E731
+    for row in sorted(results.rows, key=number):
         met = {True: "yes", False: "**no**", None: "-"}[row.met]
         say(f"| {row.figure} | {row.ours} | {row.baseline} | {row.target} | {met} |")
     say("")
     for line in facts(load_before):
         say(f"- {line}")
-    say(f"- Whole benchmark: {elapsed:.0f} s; baselines measured in the same run, runs alternated with ours.")
+    say(f"- Whole benchmark: {elapsed:.0f} s; {how}.")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_core import MODEL, Results, facts, load_average, say, spread, use_environment  # noqa: E402
+from bench_core import MODEL, Results, load_average, print_table, say, spread, use_environment  # noqa: E402
 
 WORDS = 50_000
 QUESTIONS = 10
@@ -126,16 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_caching(results, server)
         say("Figure 2: the time a dry run takes")
         bench_dry_run(results, 5 if args.quick else 40)
-    elapsed = time.perf_counter() - started
-    say()
-    say("| figure | ours | baseline | target | met |\n|---|---|---|---|---|")
-    for row in results.rows:
-        met = {True: "yes", False: "NO", None: "-"}[row.met]
-        say(f"| {row.figure} | {row.ours} | {row.baseline} | {row.target} | {met} |")
-    say()
-    for line in facts(load_before):
-        say(f"- {line}")
-    say(f"- elapsed {elapsed:.1f} s")
+    print_table(results, time.perf_counter() - started, load_before, "baselines measured in the same run")
     return 0
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_core import Results, facts, load_average, say, use_environment  # noqa: E402
+from bench_core import Results, load_average, print_table, say, use_environment  # noqa: E402
 
 MODEL = "gemini-embedding-001"
 DIMENSIONS = 64
@@ -76,15 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{our_time:.2f} s ({our_time / raw_time:.3f}x), {our_requests:,} requests",
                     f"{raw_time:.2f} s, {raw_requests:,} requests (raw SDK, one text a request)", "< 1x",
                     our_time < raw_time)
-    say()
-    say("| figure | ours | baseline | target | met |\n|---|---|---|---|---|")
-    for row in results.rows:
-        met = {True: "yes", False: "NO", None: "-"}[row.met]
-        say(f"| {row.figure} | {row.ours} | {row.baseline} | {row.target} | {met} |")
-    say()
-    for line in facts(load_before):
-        say(f"- {line}")
-    say(f"- elapsed {time.perf_counter() - started:.1f} s")
+    print_table(results, time.perf_counter() - started, load_before, "baselines measured in the same run")
     return 0
 
 
