@@ -27,12 +27,12 @@ a different thing, see transport/replay.py.)
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from . import client as sdk
 from .errors import CacheGone, GeminiError, explain
+from .named import ByName
 
 
 @dataclass
@@ -68,13 +68,14 @@ class CacheInfo:
         return f"until {at} ({span or 'under a minute'} left)"
 
 
-class Caches:
+class Caches(ByName):
     """The caches of one connection, by name (made on first use by the session)."""
 
+    prefix = "cachedContents/"
+
     def __init__(self, connection):
+        super().__init__()
         self.connection = connection
-        self._names: dict[str, CacheInfo] = {}  # resolved this session
-        self._lock = threading.Lock()
 
     def _client(self):
         return self.connection.client()
@@ -105,8 +106,7 @@ class Caches:
             raise explain(exc, _context(self.connection, request.model_id)) from exc
         info = self._info(cached)
         info.name = name
-        with self._lock:
-            self._names[name] = info
+        self.remember(name, info)
         return info
 
     def list(self) -> list[CacheInfo]:
@@ -116,26 +116,16 @@ class Caches:
             raise explain(exc, _context(self.connection)) from exc
         return [self._info(c) for c in found]
 
-    def find(self, name: str) -> CacheInfo:
-        """The cache called `name` (the newest of that display name), or a resource name."""
-        with self._lock:
-            known = self._names.get(name)
-        if known is not None:
-            return known
-        if name.startswith("cachedContents/"):
-            try:
-                info = self._info(self._client().caches.get(name=name))
-            except Exception as exc:
-                raise explain(exc, _context(self.connection)) from exc
-        else:
-            matches = [c for c in self.list() if c.name == name]
-            if not matches:
-                raise CacheGone(f"No context cache is called {name!r}: it expired, was deleted, or was never made.",
-                                f"Create it with %%gemini --cache-create {name}; %gemini caches lists those alive.")
-            info = max(matches, key=lambda c: c.created or datetime.min.replace(tzinfo=UTC))
-        with self._lock:
-            self._names[name] = info
-        return info
+    def _get(self, resource: str) -> CacheInfo:
+        try:
+            return self._info(self._client().caches.get(name=resource))
+        except Exception as exc:
+            raise explain(exc, _context(self.connection)) from exc
+
+    @staticmethod
+    def _missing(name: str) -> GeminiError:
+        return CacheGone(f"No context cache is called {name!r}: it expired, was deleted, or was never made.",
+                         f"Create it with %%gemini --cache-create {name}; %gemini caches lists those alive.")
 
     def extend(self, name: str, ttl_seconds: int) -> CacheInfo:
         """Keep `name` for `ttl_seconds` from now."""
@@ -148,8 +138,7 @@ class Caches:
             raise named_error(explain(exc, _context(self.connection, info.model)), name) from exc
         fresh = self._info(updated)
         fresh.name = info.name
-        with self._lock:
-            self._names[name] = fresh
+        self.remember(name, fresh)
         return fresh
 
     def delete(self, name: str) -> CacheInfo:
@@ -162,10 +151,6 @@ class Caches:
             self.forget(name)
         return info
 
-    def forget(self, name: str) -> None:
-        """Drop what this session remembers of `name` (it is gone, or may be)."""
-        with self._lock:
-            self._names.pop(name, None)
 
 
 def named_error(error: GeminiError, name: str) -> GeminiError:

@@ -21,12 +21,12 @@ here by extension; others are skipped, and said so.
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from .errors import GeminiError, explain
+from .named import ByName
 
 # The types a store takes, by extension (Google's File Search docs list many more office
 # formats; these are the ones a notebook user has at hand).
@@ -89,14 +89,15 @@ class Added:
         return " ".join(parts)
 
 
-class Stores:
+class Stores(ByName):
     """The File Search stores of one connection, by name (made on first use by the session)."""
 
+    prefix = "fileSearchStores/"
+
     def __init__(self, connection, pause=None):
+        super().__init__()
         self.connection = connection
         self._pause = pause or (lambda seconds: __import__("time").sleep(seconds))
-        self._names: dict[str, StoreInfo] = {}
-        self._lock = threading.Lock()
 
     def _api(self):
         return self.connection.client().file_search_stores
@@ -125,8 +126,7 @@ class Stores:
             raise self._fail(exc) from exc
         info = StoreInfo.of(store)
         info.name = name
-        with self._lock:
-            self._names[name] = info
+        self.remember(name, info)
         return info
 
     def list(self) -> list[StoreInfo]:
@@ -135,26 +135,16 @@ class Stores:
         except Exception as exc:  # noqa: BLE001
             raise self._fail(exc) from exc
 
-    def find(self, name: str, fresh: bool = False) -> StoreInfo:
-        """The store called `name` (the newest of that display name), or a resource name."""
-        with self._lock:
-            known = None if fresh else self._names.get(name)
-        if known is not None:
-            return known
-        if name.startswith("fileSearchStores/"):
-            try:
-                info = StoreInfo.of(self._api().get(name=name))
-            except Exception as exc:  # noqa: BLE001
-                raise self._fail(exc) from exc
-        else:
-            matches = [s for s in self.list() if s.name == name]
-            if not matches:
-                raise StoreError(f"No File Search store is called {name!r}.",
-                                 f"Create it: %gemini store-create {name}; %gemini stores lists yours.")
-            info = max(matches, key=lambda s: s.created or datetime.min.replace(tzinfo=UTC))
-        with self._lock:
-            self._names[name] = info
-        return info
+    def _get(self, resource: str) -> StoreInfo:
+        try:
+            return StoreInfo.of(self._api().get(name=resource))
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(exc) from exc
+
+    @staticmethod
+    def _missing(name: str) -> GeminiError:
+        return StoreError(f"No File Search store is called {name!r}.",
+                          f"Create it: %gemini store-create {name}; %gemini stores lists yours.")
 
     def documents(self, name: str) -> list:
         store = self.find(name)
@@ -190,8 +180,7 @@ class Stores:
             if progress is not None:
                 progress(len(done.indexed), len(files), len(done.failed))
         self._wait(pending, done, len(files), progress)
-        with self._lock:
-            self._names.pop(name, None)  # its counts changed
+        self.forget(name)  # its counts changed
         return done
 
     def _wait(self, pending: list, done: Added, total: int, progress) -> None:
@@ -235,8 +224,7 @@ class Stores:
                 self._api().documents.delete(name=doc.name, config={"force": True})
         except Exception as exc:  # noqa: BLE001
             raise self._fail(exc) from exc
-        with self._lock:
-            self._names.pop(name, None)
+        self.forget(name)
         return found[0].name
 
     def delete(self, name: str) -> StoreInfo:
@@ -246,8 +234,7 @@ class Stores:
         except Exception as exc:  # noqa: BLE001
             raise self._fail(exc) from exc
         finally:
-            with self._lock:
-                self._names.pop(name, None)
+            self.forget(name)
         return store
 
 

@@ -196,3 +196,36 @@ def serve_lab(tmp_path_factory, label: str, env: dict, *, extension: str = "requ
         yield lab
     finally:
         lab.stop()
+
+
+def serve_fake(script: dict | None = None):
+    """A module fixture's fake Gemini server in the test's process (use with `yield from`),
+    answering from `script` (rules, as tests/fake_gemini takes them) if given."""
+    from tests.fake_gemini import FakeGemini
+
+    server = FakeGemini()
+    if script is not None:
+        server.load_script(script)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def browser_context(clipboard_for: str | None = None):
+    """Headless Debian Chromium's browser context for a module (use with `yield from`):
+    1280x1000, 20 s default timeout; clipboard access granted for `clipboard_for`'s origin."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 1000})
+            if clipboard_for is not None:
+                context.grant_permissions(["clipboard-read", "clipboard-write"], origin=clipboard_for)
+            context.set_default_timeout(20_000)
+            yield context
+        finally:
+            browser.close()

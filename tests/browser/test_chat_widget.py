@@ -29,9 +29,9 @@ import pytest
 
 from tests.browser.lab import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     Lab,
+    browser_context,
+    serve_fake,
     serve_lab,
     wait_until,
     write_notebook,
@@ -54,16 +54,8 @@ MESSAGES = ".gm-scroll .gm-messages > .widget-html"
 
 
 @pytest.fixture(scope="module")
-def fake(tmp_path_factory):
-    from tests.fake_gemini import FakeGemini
-
-    script = tmp_path_factory.mktemp("chat_fake") / "script.json"
-    script.write_text(json.dumps(SCRIPT))
-    server = FakeGemini().load_script(script).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def fake():
+    yield from serve_fake(SCRIPT)
 
 
 @pytest.fixture(scope="module")
@@ -74,17 +66,7 @@ def lab(tmp_path_factory, fake):
 
 @pytest.fixture(scope="module")
 def context(lab):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 1000})
-            context.set_default_timeout(20_000)
-            yield context
-        finally:
-            browser.close()
+    yield from browser_context()
 
 
 def api_call(lab: Lab, method: str, path: str) -> None:

@@ -36,6 +36,7 @@ from tests.browser.lab import (
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
+    serve_fake,
     serve_lab,
     wait_until,
     write_notebook,
@@ -80,13 +81,7 @@ def pcm_tone() -> str:
 
 @pytest.fixture(scope="module")
 def fake():
-    from tests.fake_gemini import FakeGemini
-
-    server = FakeGemini().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve_fake()
 
 
 @pytest.fixture(scope="module")

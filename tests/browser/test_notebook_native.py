@@ -31,10 +31,10 @@ import pytest
 
 from tests.browser.lab import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     EXTENSION,
     Lab,
+    browser_context,
+    serve_fake,
     serve_lab,
     wait_until,
     write_notebook,
@@ -87,16 +87,8 @@ SCRIPT = {
 
 
 @pytest.fixture(scope="module")
-def fake(tmp_path_factory):
-    from tests.fake_gemini import FakeGemini
-
-    script = tmp_path_factory.mktemp("native_fake") / "script.json"
-    script.write_text(json.dumps(SCRIPT))
-    server = FakeGemini().load_script(script).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def fake():
+    yield from serve_fake(SCRIPT)
 
 
 @pytest.fixture(scope="module")
@@ -106,18 +98,7 @@ def lab(tmp_path_factory, fake):
 
 @pytest.fixture(scope="module")
 def context(lab):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 1000})
-            context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lab.url)
-            context.set_default_timeout(20_000)
-            yield context
-        finally:
-            browser.close()
+    yield from browser_context(clipboard_for=lab.url)
 
 
 class Notebook:
