@@ -196,12 +196,14 @@ class Answer:
                     call.status = "skipped"
                     call.result = {"error": "Tool-call limit reached; not run."}
                 else:
-                    call.status = "running"
+                    call.kind = toolbox.kind(call.name)
+                    # Shown before the question, so the code to approve is on screen.
+                    call.status = "asking" if toolbox.needs_approval(call) else "running"
                     yield ToolUpdate(call)
                     toolbox.run(call)
                 yield ToolUpdate(call)
                 results.append(call)
-            reply = _function_responses(results)
+            reply = _function_responses(results, self.engine.connection.secrets())
             if final:
                 # The model called tools even when told not to: stop here. The calls and
                 # their "not run" answers go into the exchange, and the turn ends on a
@@ -360,12 +362,17 @@ class Answer:
             self.error = exc
 
 
-def _function_responses(calls: list):
-    """The user turn that carries the tool results back to the model."""
+def _function_responses(calls: list, secrets: list[str] = ()):
+    """The user turn that carries the tool results back to the model: the one place every
+    tool's result passes on its way, where the key is scrubbed from it (agent code can
+    print os.environ)."""
+    from .tools import scrub_all
+
     types = sdk.types()
     parts = []
     for call in calls:
-        response = types.FunctionResponse(id=call.id, name=call.name, response=call.result,
+        result = scrub_all(call.result, list(secrets)) if secrets else call.result
+        response = types.FunctionResponse(id=call.id, name=call.name, response=result,
                                           parts=call.parts or None)
         parts.append(types.Part(function_response=response))
     return types.Content(role="user", parts=parts)

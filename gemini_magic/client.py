@@ -245,6 +245,12 @@ class Connection:
                 self._http = httpx2.Client(transport=CancelTransport(self.transport), timeout=self.timeout)
             return self._http
 
+    def secrets(self) -> list[str]:
+        """The keys in use (the environment's, and the one the client was built with): never
+        to be shown or sent back to the model (tools.Toolbox, answer.py scrub them)."""
+        built = getattr(self._transport, "api_key", None) if self._transport is not None else None
+        return [key for key in {find_api_key(), built} if key]
+
     def server_time(self):
         """The server's clock at this thread's last response (a recorded one's in replay,
         so what is shown from it replays the same), else this machine's."""

@@ -30,6 +30,7 @@ SETTING_NAMES = (
     "location", "proxy", "ca_bundle", "retry_attempts", "retry_max_wait", "update_interval", "max_image_side",
     "quota_tier", "rate_limits", "shared_rpm", "track_usage", "approve", "max_steps", "chat_token_budget",
     "summary_chars", "summary_items", "summary_rows", "service_tier", "media_resolution", "prices", "cache_ttl",
+    "agent_approve",
 )
 
 
@@ -114,6 +115,9 @@ OPTIONS: tuple[Option, ...] = (
          help="Cache this cell's context (text, --image files, -s, --tools) as NAME instead of asking."),
     _opt("ttl", "--ttl", metavar="DURATION",
          help="With --cache-create: how long the cache lives, e.g. 30m, 2h (GeminiMagics.cache_ttl, 1h)."),
+    _opt("agent", "--agent", action="store_true",
+         help="Agent mode: Gemini looks at your variables and runs Python in this kernel to answer, asking "
+              "before each run (--approve auto: without asking)."),
     _opt("debug", "--debug", action="store_const", const=True, help="Show full tracebacks for errors."),
 )
 
@@ -135,6 +139,7 @@ REFUSED: dict[str, dict[str, str]] = {
         "debug": "a batch keeps each failure's message in its place (ItemError)",
         "cache_create": "create the cache in a cell first, then give the batch cache=NAME",
         "ttl": _CREATE_ONLY + ", in a cell",
+        "agent": "agent mode runs code in this kernel one step at a time, with approval; ask in a cell",
     },
     "widget": {
         "over": "the chat widget asks one message at a time",
@@ -252,6 +257,7 @@ def _make_options():
         cache: str | None = None  # a context cache's name (caches.py)
         cache_create: str | None = None
         ttl: str | None = None
+        agent: bool = False  # agent mode: built-in tools that look at and run code in the kernel
 
         def given(self) -> dict[str, Any]:
             """The options set to something other than their default."""

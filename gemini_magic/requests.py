@@ -48,6 +48,8 @@ class Surroundings:
     caches: Any = None  # caches.Caches: context caches by name (--cache NAME)
     stores: Any = None  # file_search.Stores: File Search stores by name (--store NAME)
     notes: list = field(default_factory=list)  # one-line notes for the user, as they come
+    shell: Any = None  # IPython's shell, for agent mode (--agent) to run code in; None: get_ipython()
+    code_runner: Callable | None = None  # runner(job): where agent code runs (the widget: the main thread)
 
 
 @dataclass
@@ -103,6 +105,10 @@ class Recipe:
                 raise OptionError("No model given." if not (options.model or settings.model) else str(exc),
                                   "Use -m MODEL or %config GeminiMagics.model = '...'.") from None
         config = _generation_config(options, settings, surroundings.namespace)
+        if options.agent:
+            from .agent import instruction
+
+            config["system_instruction"] = instruction(config.get("system_instruction"))
         notes = []
         if cached is not None:
             # The API takes a system instruction and tools only inside the cache: a request
@@ -159,9 +165,14 @@ class Recipe:
         given = self.options.tools
         names = [n.strip() for n in given.split(",") if n.strip()] if isinstance(given, str) else list(given or [])
         bound = resolve(names, self.surroundings.namespace)
+        if self.options.agent:
+            bound = self._agent_tools(bound) + bound
         if bound:
             approve = _pick(self.options.approve, self.settings.approve)
-            self.toolbox = Toolbox(bound, approve=approve, ask=self.surroundings.ask_approval)
+            connection = self.surroundings.connection
+            self.toolbox = Toolbox(bound, approve=approve, ask=self.surroundings.ask_approval,
+                                   code_approve=_pick(self.options.approve, self.settings.agent_approve),
+                                   secrets=connection.secrets if connection is not None else None)
         for wanted, tool in (("search", "google_search"), ("code_exec", "code_execution"),
                              ("url_context", "url_context"), ("maps", "google_maps")):
             if getattr(self.options, wanted):
@@ -173,6 +184,28 @@ class Recipe:
             names = [n.strip() for n in self.options.store.split(",") if n.strip()]
             resources = [stores.find(name).resource for name in names]
             self.server_tools.append({"file_search": {"file_search_store_names": resources}})
+
+    def _agent_tools(self, user_tools: list) -> list:
+        from .agent import NAMES, agent_tools
+        from .context import Limits
+
+        taken = [t.name for t in user_tools if t.name in NAMES]
+        if taken:
+            raise OptionError(f"--agent has its own tool named {taken[0]!r}, and so does --tools (or @tool).",
+                              "Rename your function.")
+        shell = self.surroundings.shell
+        if shell is None:
+            from IPython import get_ipython
+
+            shell = get_ipython()
+        if shell is None:
+            raise OptionError("--agent runs code in an IPython kernel, and there is none here.",
+                              "Use it in a notebook or in IPython.")
+        s = self.settings
+        limits = Limits(chars=s.summary_chars, items=s.summary_items, rows=s.summary_rows)
+        connection = self.surroundings.connection
+        return agent_tools(shell, limits, in_cell=self.front_end == "cell", runner=self.surroundings.code_runner,
+                           secrets=connection.secrets if connection is not None else None)
 
     # -- a prompt -------------------------------------------------------------------------
 
@@ -271,12 +304,15 @@ def _check_cache_options(options: Options) -> None:
     if options.cache_create and options.cache:
         raise OptionError("--cache-create and --cache cannot go together.",
                           "Create the cache in one cell, then ask about it with --cache NAME in the next.")
+    if options.cache_create and options.agent:
+        raise OptionError("--cache-create caches a context: agent mode's tools and instruction are not cached.",
+                          "Create the cache without --agent, and ask with --agent and no cache.")
     if options.cache_create and options.chat:
         raise OptionError("--cache-create caches a context, not a chat's turn.",
                           "Leave out --chat; a chat can then ask about the cache: --chat NAME --cache CACHE.")
     if not options.cache:
         return
-    own = [flag for flag, given in (("-s", options.system), ("--search", options.search),
+    own = [flag for flag, given in (("-s", options.system), ("--agent", options.agent), ("--search", options.search),
                                      ("--code-exec", options.code_exec), ("--url-context", options.url_context),
                                      ("--maps", options.maps), ("--store", options.store)) if given]
     if own:

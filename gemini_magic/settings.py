@@ -66,6 +66,7 @@ class Settings:
     media_resolution: str | None = None
     prices: dict = field(default_factory=dict)
     cache_ttl: str = "1h"
+    agent_approve: str = "ask"  # agent mode's code runs: only "auto" runs them without asking
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
@@ -205,6 +206,7 @@ _CHECKS = {
     "rate_limits": check_rate_limits,
     "shared_rpm": lambda v: _number("shared_rpm", v, 1, integer=True),
     "approve": lambda v: _choice("approve", v, APPROVE_MODES),
+    "agent_approve": lambda v: _choice("agent_approve", v, APPROVE_MODES),
     "max_steps": lambda v: _number("max_steps", v, 1, integer=True, optional=False),
     "chat_token_budget": lambda v: _number("chat_token_budget", v, 1, integer=True, optional=False),
     "summary_chars": lambda v: _number("summary_chars", v, 1, integer=True, optional=False),

@@ -124,6 +124,8 @@ class BoundTool:
     schema: dict  # JSON schema of the parameters
     validator: Any  # pydantic model class
     confirm: bool = False
+    kind: str = "function"  # "code": runs code the model wrote (agent mode); approved by its own rule
+    run: Callable | None = None  # run(call, kwargs) in place of function(**kwargs): fills call.detail as it goes
 
     def declaration(self) -> dict:
         return {"name": self.name, "description": self.description, "parameters_json_schema": self.schema}
@@ -188,6 +190,9 @@ class ToolCall:
     error: str = ""
     seconds: float = 0.0
     parts: list = field(default_factory=list)  # image results, sent back as parts
+    kind: str = "function"  # the tool's kind ("code" for agent mode's run_python), for the card
+    edited: bool = False  # the user changed the code before it ran (the chat widget's Edit)
+    detail: Any = None  # what a code run captured (agent.code_runs.CodeRun), for its card
 
 
 def _run_function(function: Callable, kwargs: dict) -> Any:
@@ -233,12 +238,22 @@ def to_response(value: Any, limit: int = 4000) -> tuple[dict, str, list]:
 class Toolbox:
     """The tools of one request, and the rules for calling them."""
 
-    def __init__(self, tools: list[BoundTool], approve: str = "auto", ask: Callable | None = None):
-        if approve not in APPROVE_MODES:
-            raise ToolError(f"--approve must be one of {', '.join(APPROVE_MODES)}.", "")
+    def __init__(self, tools: list[BoundTool], approve: str = "auto", ask: Callable | None = None,
+                 code_approve: str = "ask", secrets: Callable[[], list[str]] | None = None):
+        for mode in (approve, code_approve):
+            if mode not in APPROVE_MODES:
+                raise ToolError(f"--approve must be one of {', '.join(APPROVE_MODES)}.", "")
         self.tools = {t.name: t for t in tools}
         self.approve = approve
+        # Code the model wrote (agent mode) has its own rule, "ask" unless the user opted in
+        # with --approve auto: GeminiMagics.approve's default "auto" is for the user's functions.
+        self.code_approve = code_approve
         self.ask = ask  # front end's question: ask(call) -> bool
+        self.secrets = secrets  # -> the key(s), scrubbed from what a call shows and returns
+
+    def kind(self, name: str) -> str:
+        bound = self.tools.get(name)
+        return bound.kind if bound is not None else "function"
 
     def __bool__(self) -> bool:
         return bool(self.tools)
@@ -248,17 +263,28 @@ class Toolbox:
 
     def needs_approval(self, call: ToolCall) -> bool:
         bound = self.tools.get(call.name)
-        return self.approve == "ask" or (bound is not None and bound.confirm)
+        if bound is None:
+            return False
+        return self.approve == "ask" or bound.confirm or (bound.kind == "code" and self.code_approve != "auto")
 
     def run(self, call: ToolCall) -> ToolCall:
-        """Run one call by the rules; never raises (errors go back to the model)."""
+        """Run one call by the rules; never raises (errors go back to the model), but
+        for KeyboardInterrupt: the call is marked interrupted and the interrupt goes on."""
+        try:
+            return self._run(call)
+        finally:
+            self._scrub(call)
+
+    def _run(self, call: ToolCall) -> ToolCall:
         bound = self.tools.get(call.name)
+        if bound is not None:
+            call.kind = bound.kind
         if bound is None:
             call.status = "unknown"
             call.error = f"No function named {call.name!r} is available."
             call.result = {"error": call.error + f" Available: {', '.join(self.tools) or 'none'}."}
             return call
-        if self.approve == "never":
+        if self.approve == "never" or (bound.kind == "code" and self.code_approve == "never"):
             return self._refuse(call, "Tool calls are switched off (--approve never).")
         if self.needs_approval(call):
             if self.ask is None:
@@ -277,7 +303,13 @@ class Toolbox:
         try:
             arguments = bound.validator.model_validate(call.args or {})
             kwargs = {name: getattr(arguments, name) for name in bound.validator.model_fields}
-            value = _run_function(bound.function, kwargs)
+            value = bound.run(call, kwargs) if bound.run is not None else _run_function(bound.function, kwargs)
+        except KeyboardInterrupt:
+            call.seconds = time.perf_counter() - started
+            call.status = "interrupted"
+            call.error = "Interrupted by the user."
+            call.result = {"error": "Interrupted by the user before it finished."}
+            raise
         except Exception as exc:  # the model hears of it and may try again
             call.seconds = time.perf_counter() - started
             call.status = "error"
@@ -285,15 +317,44 @@ class Toolbox:
             call.result = {"error": call.error}
             return call
         call.seconds = time.perf_counter() - started
-        call.status = "ok"
-        call.result, call.shown, call.parts = to_response(value)
+        respond = getattr(value, "tool_response", None)
+        if callable(respond) and bound.run is not None:
+            # A built-in tool's own answer (a code run: its outputs, its error, its figures).
+            call.status, call.result, call.shown, call.parts = respond(call)
+            if call.status != "ok":
+                call.error = call.shown
+        else:
+            call.status = "ok"
+            call.result, call.shown, call.parts = to_response(value)
         return call
+
+    def _scrub(self, call: ToolCall) -> None:
+        """The key out of what a call returns and shows (agent code can print os.environ)."""
+        secrets = [s for s in (self.secrets() if self.secrets else []) if s]
+        if secrets:
+            call.result = scrub_all(call.result, secrets)
+            call.shown, call.error = scrub_all(call.shown, secrets), scrub_all(call.error, secrets)
 
     def _refuse(self, call: ToolCall, reason: str) -> ToolCall:
         call.status = "refused"
         call.error = reason
         call.result = {"error": reason + " Do not call it again; answer without it."}
         return call
+
+
+def scrub_all(value: Any, secrets: list[str]) -> Any:
+    """`value` (str, or JSON-like lists and dicts of them) with each secret redacted."""
+    from .errors import scrub
+
+    if isinstance(value, str):
+        for secret in secrets:
+            value = scrub(value, secret)
+        return value
+    if isinstance(value, dict):
+        return {scrub_all(k, secrets): scrub_all(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub_all(v, secrets) for v in value]
+    return value
 
 
 def resolve(names: list[str], namespace: dict) -> list[BoundTool]:

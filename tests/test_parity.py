@@ -229,6 +229,14 @@ def check_tools(run):
     _all(run, lambda r: "lookup" in declared(r), "the lookup declaration")
 
 
+def check_agent(run):
+    def agent(r):
+        system = " ".join(str(_k(p, "text")) for p in _k(_k(r.body, "systemInstruction"), "parts") or [])
+        return {"run_python", "list_variables", "inspect", "read_cells"} <= set(declared(r)) \
+            and "data-analysis agent" in system
+    _all(run, agent, "the agent's four tools and its instruction")
+
+
 def check_approve(run):
     refused = [f for r in run.generated() for f in function_responses(r)]
     assert refused, f"{run.front}: no function response was sent back"
@@ -511,6 +519,7 @@ CASES = [
     Case("cache", "kept", check_cache, setup=a_cache_kept),
     Case("cache_create", "made", check_cache_create, setup=small_caches),
     Case("ttl", "2h", check_ttl, extra={"cache_create": "timed"}, setup=small_caches),
+    Case("agent", True, check_agent),
 ]
 
 

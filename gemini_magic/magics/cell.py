@@ -13,6 +13,8 @@ def ask(magics, options: Options, line: str, cell: str):
     debug = options.debug or settings.debug
     try:
         recipe = session.recipe(options, "cell", **magics.surroundings())
+        if options.agent:
+            _check_can_ask(magics, recipe)
         key = magics.turn_key(line, cell)
         prepared = recipe.prepare(cell, key=key)
     except GeminiError as error:
@@ -47,10 +49,57 @@ def ask(magics, options: Options, line: str, cell: str):
         magics.shell.user_ns[options.out] = answer_value(answer)
     if prepared.fmt == "code" and inserts(answer):
         _next_cell(magics, answer.text, by_kernel)
+    if options.agent:
+        _code_that_ran(magics, answer, key)
     if answer.error is not None:
         raise magics.fail(answer.error, debug) from None
     if answer.interrupted:
         raise magics.fail(GeminiError("Interrupted.", "The partial answer above is kept.")) from None
+
+
+def _check_can_ask(magics, recipe) -> None:
+    """Agent mode asks before running code; where the frontend cannot ask (nbclient,
+    papermill: no stdin), the cell fails before anything is sent. The Toolbox refuses
+    such a run anyway: this only saves a request that could not do what was asked."""
+    toolbox = recipe.toolbox
+    kernel = getattr(magics.shell, "kernel", None)
+    if toolbox is None or toolbox.code_approve == "auto" or kernel is None:
+        return
+    if getattr(kernel, "_allow_stdin", True) is False:
+        raise GeminiError("Agent mode asks before it runs code, and this frontend cannot ask (it has no input: "
+                          "nbclient, papermill, a scheduled run).",
+                          "If you trust what it may run, use --agent --approve auto.")
+
+
+def _code_that_ran(magics, answer, key: str) -> None:
+    """The code the agent ran, in the notebook: cells below where the JupyterLab
+    extension can insert several, else one block to copy. Only runs that succeeded,
+    in order: re-running them redoes the analysis."""
+    from IPython.display import display
+
+    from ..render.code import code_block
+
+    codes = [str(call.args.get("code", "")).strip() for call in answer.tool_calls
+             if call.kind == "code" and call.status == "ok"]
+    codes = [code for code in codes if code]
+    if not codes:
+        return
+    frontend = magics.frontend
+    n = len(codes)
+    metadata = {}
+    if getattr(frontend, "inserts_many", False):
+        from ..frontend import insert_metadata
+
+        metadata = {"gemini_magic": insert_metadata(key, "\n\n".join(codes), False, cells=codes)}
+        words = f"The code Gemini ran is in the {n} cell{'s' * (n != 1)} below."
+        bundle = {"text/plain": words, "text/html": f"<div><em>{words}</em></div>"}
+    else:
+        joined = "\n\n".join(codes)
+        words = f"The code Gemini ran ({n} run{'s' * (n != 1)}), to copy into a cell:"
+        bundle = {"text/plain": f"{words}\n{joined}",
+                  "text/html": f'<div class="gemini-code-ran"><div><em>{words}</em></div>'
+                               f"{code_block(joined, 'python')}</div>"}
+    display(bundle, raw=True, metadata=metadata)
 
 
 def _next_cell(magics, text: str, by_kernel: bool) -> None:

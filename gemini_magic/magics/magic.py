@@ -98,6 +98,9 @@ class GeminiMagics(Magics):
     track_usage = Bool(True, help="Count requests and tokens per model and day (%gemini usage).").tag(config=True)
     approve = Enum(APPROVE_MODES, "auto", help="Tool calls: auto, ask before each, or never (--approve).").tag(
         config=True)
+    agent_approve = Enum(APPROVE_MODES, "ask",
+                         help="Agent mode's code runs (--agent): ask before each (default), auto (run without "
+                              "asking) or never. --approve on the cell wins.").tag(config=True)
     max_steps = Int(10, help="Tool-call rounds before Gemini must answer (--max-steps).").tag(config=True)
     chat_token_budget = Int(200_000, help="Estimated tokens a conversation may send; the oldest turns "
                                           "beyond it are trimmed.").tag(config=True)
@@ -280,10 +283,14 @@ class GeminiMagics(Magics):
         return (self._cell_key or "") + cell_key(None, f"{line}\n{template}")
 
     def ask_approval(self, call) -> bool:
-        """Ask in the cell before a tool runs ("Allow Gemini to run f(...)? [y/N]")."""
+        """Ask in the cell before a tool runs ("Allow Gemini to run f(...)? [y/N]"); for
+        agent mode's code, shown above in its card, "Run this code? [y/N]"."""
         from ..render.tools import call_signature
 
-        answer = input(f"Allow Gemini to run {call_signature(call)}? [y/N] ")
+        if call.kind == "code":
+            answer = input("Run this code? [y/N] ")  # the code is shown above, in its card
+        else:
+            answer = input(f"Allow Gemini to run {call_signature(call)}? [y/N] ")
         return answer.strip().lower() in ("y", "yes")
 
     def surroundings(self) -> dict:
@@ -291,7 +298,7 @@ class GeminiMagics(Magics):
         from ..render.progress import upload_progress
 
         return {"last_error": self.last_error, "ask_approval": self.ask_approval,
-                "progress": upload_progress(self.shell)}
+                "progress": upload_progress(self.shell), "shell": self.shell}
 
     def _restore_conversation(self, conversation) -> None:
         """A conversation's first use in this kernel: continue it from the saved notebook."""

@@ -74,6 +74,11 @@ def compose(answer, fmt: str, footer: str = "") -> dict:
             cited = citations(text, grounding) if grounding is not None and only_text else None
             html_parts.append(to_html(text, cited) if fmt == "markdown" else answer_bundle(text, fmt)["text/html"])
             plain_parts.append(text)
+        elif isinstance(block, ToolBlock) and block.call.kind == "code":
+            from .code_cards import code_card_html, code_card_text
+
+            html_parts.append(code_card_html(block.call))
+            plain_parts.append(code_card_text(block.call))
         elif isinstance(block, ToolBlock):
             html_parts.append(card_html(block.call))
             plain_parts.append(card_text(block.call))

@@ -37,8 +37,15 @@ class TerminalRenderer:
             out.flush()
             self._wrote = True
         elif isinstance(event, ToolUpdate):
-            if event.call.status not in ("pending", "running"):
-                self._line(card_text(event.call))
+            call = event.call
+            if call.kind == "code":
+                from .code_cards import code_card_text
+
+                if call.status != "running":  # asking: the code to approve; then the outcome
+                    self._line(code_card_text(call) if call.status != "asking" else
+                               f"Gemini wants to run this Python:\n{call.args.get('code', '')}")
+            elif call.status not in ("pending", "running", "asking"):
+                self._line(card_text(call))
         elif isinstance(event, OtherPart):
             self._line(part_text(event.part))
         elif isinstance(event, Notice):

@@ -17,7 +17,8 @@ from .code import code_block, image
 _STATUS = {
     "pending": ("…", "waiting"), "running": ("…", "running"), "ok": ("✓", "done"),
     "error": ("✗", "raised an error"), "refused": ("⊘", "not run"), "unknown": ("⊘", "unknown function"),
-    "skipped": ("⊘", "skipped: step limit"),
+    "skipped": ("⊘", "skipped: step limit"), "asking": ("?", "waiting for your approval"),
+    "interrupted": ("⊘", "interrupted"),
 }
 
 

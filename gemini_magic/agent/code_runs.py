@@ -1,0 +1,227 @@
+"""Agent mode's `run_python`: code the model wrote, run in the user's namespace like a
+cell, with what a cell would show captured for the model and for the card.
+
+Not `shell.run_cell`: that fires pre/post_run_cell (which would take the running
+%%gemini cell's place as "the cell" and "the last error") and prints tracebacks into
+the cell. Instead the code is transformed as IPython would (magics, `!cmd`), compiled
+under IPython's cell file names (real lines in tracebacks), and the last expression is
+evaluated for its value, inside `capture_output`. It runs on the thread that calls it:
+in a cell, the kernel's main thread, where Ctrl-C (Kernel ▸ Interrupt) stops it.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..context import LastError, Limits, capture_error, summarize
+
+# Bounds on what goes back to the model, each said in-band where it cuts.
+STREAM_CHARS = 2000  # stdout and stderr: the head and the tail of each
+TRACEBACK_CHARS = 3000  # the end of a traceback: where it went wrong
+RESPONSE_CHARS = 8000  # the whole response's text
+MAX_IMAGES = 4  # figures and images shown to the model per run
+_steps = itertools.count(1)
+# Memory addresses differ on every run: masked, so a replayed run sends what was recorded.
+_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,16}\b")
+
+
+@dataclass
+class CodeRun:
+    """What one run of the model's code did. Filled as it runs, so an interrupted run
+    keeps what it printed."""
+
+    code: str
+    stdout: str = ""
+    stderr: str = ""
+    value: Any = None
+    has_value: bool = False
+    displayed: list = field(default_factory=list)  # (mime bundle) of display() calls
+    images: list = field(default_factory=list)  # PNG bytes: figures and displayed images
+    error: LastError | None = None
+    seconds: float = 0.0
+    interrupted: bool = False
+    limits: Limits = field(default_factory=Limits)
+    card: str | None = None  # its card's HTML, made once when finished (render/code_cards.py)
+    secrets: list = field(default_factory=list)  # the key(s): scrubbed from the card and the response
+
+    def clean(self, text: str) -> str:
+        """`text` with the key scrubbed (the code may print os.environ)."""
+        from ..errors import scrub
+
+        for secret in self.secrets:
+            text = scrub(text, secret)
+        return text
+
+    @property
+    def status(self) -> str:
+        return "interrupted" if self.interrupted else "error" if self.error is not None else "ok"
+
+    def value_text(self) -> str:
+        return _stable(summarize(self.value, self.limits)) if self.has_value else ""
+
+    def tool_response(self, call) -> tuple[str, dict, str, list]:
+        """(status, the function response, the card's short text, image parts) for the model.
+        No durations, no memory addresses: a replayed run sends exactly what was recorded."""
+        from ..client import types
+
+        response: dict = {}
+        if call.edited:
+            response["edited_by_user"] = True
+            response["code_that_ran"] = self.code
+        for name, text in (("stdout", self.stdout), ("stderr", self.stderr)):
+            if text:
+                response[name] = _head_tail(_stable(text), STREAM_CHARS)
+        texts = [_stable(bundle.get("text/plain", "")) for bundle in self.displayed if "text/plain" in bundle]
+        if texts:
+            response["displayed"] = [_head_tail(t, STREAM_CHARS) for t in texts]
+        if self.has_value:
+            response["result"] = self.value_text()
+        if self.images:
+            shown = self.images[:MAX_IMAGES]
+            response["images"] = f"{len(shown)} image(s) attached, in the order made"
+            if len(self.images) > len(shown):
+                response["images"] += f"; {len(self.images) - len(shown)} more not sent"
+        if self.error is not None:
+            response["error"] = _tail(_stable(self.error.traceback), TRACEBACK_CHARS)
+        if self.interrupted:
+            response["error"] = "Interrupted by the user before it finished."
+        if not response or list(response) in (["edited_by_user", "code_that_ran"],):
+            response["result"] = "(ran; no output and no value)"
+        from ..tools import scrub_all
+
+        response = _bounded(scrub_all(response, self.secrets), RESPONSE_CHARS)
+        parts = [types().FunctionResponsePart(inline_data=types().FunctionResponseBlob(mime_type="image/png", data=png))
+                 for png in self.images[:MAX_IMAGES]]
+        return self.status, response, self.clean(self.summary()), parts
+
+    def summary(self) -> str:
+        """One short text of the outcome (a terminal's card, the card's plain text)."""
+        if self.interrupted:
+            return "interrupted"
+        if self.error is not None:
+            return self.error.summary
+        bits = [b for b in (self.stdout.strip(), self.value_text()) if b]
+        if self.images:
+            bits.append(f"[{len(self.images)} image(s)]")
+        return "\n".join(bits) or "(no output)"
+
+
+def run_code(shell, code: str, run: CodeRun) -> CodeRun:
+    """Run `code` in the shell's namespace, capturing into `run`; KeyboardInterrupt is
+    marked on the run and raised again (the agent stops)."""
+    from IPython.utils.capture import capture_output
+
+    before = _figure_numbers()
+    started = time.perf_counter()
+    captured = None
+    try:
+        with capture_output(stdout=True, stderr=True, display=True) as captured:
+            try:
+                _execute(shell, code, run)
+            except KeyboardInterrupt:
+                run.interrupted = True
+                raise
+            except BaseException as exc:  # noqa: BLE001  (SystemExit too: the kernel stays)
+                run.error = capture_error(exc, code)
+    finally:
+        run.seconds = time.perf_counter() - started
+        if captured is not None:
+            run.stdout, run.stderr = captured.stdout, captured.stderr
+            for output in captured.outputs:
+                _keep_output(run, output.data)
+        run.images.extend(_new_figures(before))
+    return run
+
+
+def _execute(shell, code: str, run: CodeRun) -> None:
+    source = shell.transform_cell(code)
+    tree = ast.parse(source)
+    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    # IPython's cell file name and line cache: a traceback shows the lines that failed.
+    filename = shell.compile.cache(source, next(_steps))
+    namespace, local = shell.user_global_ns, shell.user_ns
+    if tree.body:
+        exec(compile(ast.Module(tree.body, type_ignores=[]), filename, "exec"), namespace, local)  # noqa: S102
+    if last is not None:
+        value = eval(compile(ast.Expression(last.value), filename, "eval"), namespace, local)  # noqa: S307
+        if value is not None:
+            run.value, run.has_value = value, True
+
+
+def _keep_output(run: CodeRun, data: dict) -> None:
+    import base64
+
+    image = data.get("image/png")
+    if image:
+        run.images.append(base64.b64decode(image) if isinstance(image, str) else image)
+    text = data.get("text/plain")
+    if text and not image:  # a figure's "<Figure size ...>" says nothing the image does not
+        run.displayed.append({"text/plain": text})
+
+
+def _figure_numbers() -> set:
+    # Only when the user's code has already imported pyplot: importing it costs ~0.5 s.
+    plt = sys.modules.get("matplotlib.pyplot")
+    return set(plt.get_fignums()) if plt is not None else set()
+
+
+def _new_figures(before: set) -> list[bytes]:
+    """Figures the code made and did not show: drawn to PNG and closed, so the inline
+    backend does not also show them under the %%gemini cell."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is None:
+        return []
+    import io
+
+    images = []
+    for number in sorted(set(plt.get_fignums()) - before):
+        figure = plt.figure(number)
+        buffer = io.BytesIO()
+        try:
+            figure.savefig(buffer, format="png", dpi=72, bbox_inches="tight")
+            images.append(buffer.getvalue())
+        except Exception:  # noqa: BLE001  (a figure that cannot draw: the model hears of the others)
+            pass
+        finally:
+            plt.close(figure)
+    return images
+
+
+def _stable(text: str) -> str:
+    return _ADDRESS.sub("0x…", text)
+
+
+def _head_tail(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n[truncated: {len(text) - 2 * half:,} characters left out]\n{text[-half:]}"
+
+
+def _tail(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"[truncated: the first {len(text) - limit:,} characters left out]\n{text[-limit:]}"
+
+
+def _bounded(response: dict, limit: int) -> dict:
+    """The response's text within `limit` characters: the longest entries are cut first."""
+    def size() -> int:
+        return sum(len(v) if isinstance(v, str) else sum(map(len, v)) for v in response.values()
+                   if isinstance(v, (str, list)))
+
+    while size() > limit:
+        name = max((k for k, v in response.items() if isinstance(v, str)), key=lambda k: len(response[k]))
+        text = response[name]
+        keep = max(200, len(text) - (size() - limit))
+        if keep >= len(text):
+            response.pop("displayed", None)
+            break
+        response[name] = _head_tail(text, keep)
+    return response
