@@ -333,6 +333,15 @@ def _not_recorded(miss) -> GeminiError:
             "Set GEMINI_API_KEY to record it (replay-or-record mode records what is missing).",
         )
     closest = f"{miss.closest} " if miss.closest else ""
+    if miss.step:
+        # An agent's code (or a tool) ran again on replay and returned something else: the
+        # model's next step was recorded for the old result, so replay cannot go on.
+        return NotRecorded(
+            f"Replay miss at {miss.step}{where}.",
+            "The tool ran again on replay and gave another result: make it deterministic (fixed data, a "
+            "seed, sorted output), or record again: %gemini replay-or-record "
+            f"{_shown_path(miss.path) if miss.path else 'PATH'}, then run the cell again.",
+        )
     return NotRecorded(
         f"No recorded answer{shown}{where} (replay mode sends nothing to the network).",
         f"{closest}Record it with a key: %gemini replay-or-record "

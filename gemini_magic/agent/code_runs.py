@@ -150,7 +150,8 @@ def _execute(shell, code: str, run: CodeRun) -> None:
         exec(compile(ast.Module(tree.body, type_ignores=[]), filename, "exec"), namespace, local)  # noqa: S102
     if last is not None:
         value = eval(compile(ast.Expression(last.value), filename, "eval"), namespace, local)  # noqa: S307
-        if value is not None:
+        # A trailing semicolon hides the value, as in a cell (plt.title(...);).
+        if value is not None and not source.rstrip().endswith(";"):
             run.value, run.has_value = value, True
 
 
@@ -184,7 +185,9 @@ def _new_figures(before: set) -> list[bytes]:
         figure = plt.figure(number)
         buffer = io.BytesIO()
         try:
-            figure.savefig(buffer, format="png", dpi=72, bbox_inches="tight")
+            # The figure's own size (no "tight" box, which follows the text drawn): a replay
+            # on another machine matches the recorded image by its pixel size.
+            figure.savefig(buffer, format="png", dpi=72)
             images.append(buffer.getvalue())
         except Exception:  # noqa: BLE001  (a figure that cannot draw: the model hears of the others)
             pass

@@ -52,7 +52,7 @@ def code_card_html(call) -> str:
     card = (f'<div class="gemini-code-run gemini-tool" data-status="{html.escape(call.status)}" '
             f'style="border-left:3px solid #4a8;padding-left:6px;margin:6px 0">{"".join(body)}</div>\n')
     if run is not None:
-        card = run.clean(card)
+        card = run.clean(card).replace("<redacted>", "&lt;redacted&gt;")  # shown as text, not a tag
     if run is not None and call.status in _FINISHED:
         run.card = card
     return card

@@ -38,21 +38,38 @@ def _camel(key: str) -> str:
     return head + "".join(word[:1].upper() + word[1:] for word in rest)
 
 
-def _normalize_json(value: Any) -> Any:
+def _normalize_json(value: Any, tool_result: bool = False) -> Any:
     """Camel-case keys (the SDK mixes spellings across versions), drop nulls (a
     default, the server reads them as absent) and replace inline bytes with their
-    hash, so images match by content and are not stored."""
+    hash, so images match by content and are not stored.
+
+    An image inside a function response (an agent's figure, made again when a
+    recording replays) matches by type and pixel size only: its bytes differ with the
+    machine's fonts and matplotlib's version."""
     if isinstance(value, dict):
-        out = {_camel(k): _normalize_json(v) for k, v in value.items() if v is not None}
+        out = {}
+        for k, v in value.items():
+            if v is not None:
+                key = _camel(k)
+                out[key] = _normalize_json(v, tool_result or key == "functionResponse")
         inline = out.get("inlineData")
         if isinstance(inline, dict) and isinstance(inline.get("data"), str):
             raw = _b64decode(inline["data"])
-            inline = dict(inline, data={"sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw)})
+            if tool_result:
+                inline = dict(inline, data={"image": _pixel_size(raw)})
+            else:
+                inline = dict(inline, data={"sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw)})
             out["inlineData"] = inline
         return out
     if isinstance(value, list):
-        return [_normalize_json(v) for v in value]
+        return [_normalize_json(v, tool_result) for v in value]
     return value
+
+
+def _pixel_size(raw: bytes) -> str:
+    if raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) >= 24:
+        return f"{int.from_bytes(raw[16:20], 'big')}x{int.from_bytes(raw[20:24], 'big')}"
+    return "an image"
 
 
 def _b64decode(text: str) -> bytes:
@@ -150,6 +167,36 @@ def describe_difference(diff: list[tuple[str, Any, Any]]) -> str:
         shown.append("fields only one has: " + ", ".join(others[: 3 - len(shown)]))
     more = len(changed) + len(others) - 3
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+_TOOL_RESULT = re.compile(r"^contents\.(\d+)\.parts\.(\d+)\.functionResponse(?:\.(.*))?$")
+
+
+def tool_result_change(diff: list[tuple[str, Any, Any]], live: Any) -> str:
+    """When a request differs from the closest recorded one in what a tool returned
+    (an agent's code, run again, printed something else): "step N: TOOL's result
+    differs ...", naming the step of the tool loop and the tool. Else ""."""
+    for path, _old, _new in diff:
+        found = _TOOL_RESULT.match(path)
+        if not found or not isinstance(live, dict):
+            continue
+        contents = live.get("contents") or []
+        index = int(found.group(1))
+        try:
+            name = contents[index]["parts"][int(found.group(2))]["functionResponse"].get("name", "a tool")
+        except (IndexError, KeyError, TypeError):
+            name = "a tool"
+        step = sum(1 for content in contents[: index + 1]
+                   if any(isinstance(p, dict) and "functionResponse" in p for p in content.get("parts") or []))
+        within = [(_inner(p), old, new) for p, old, new in diff if p.startswith(f"contents.{index}.")]
+        return f"step {step}: {name}'s result differs from the recording, in {describe_difference(within)}"
+    return ""
+
+
+def _inner(path: str) -> str:
+    found = _TOOL_RESULT.match(path)
+    rest = (found.group(3) or "response") if found else path
+    return rest.removeprefix("response.")
 
 
 def same_route(entry: dict, normalized: dict) -> bool:

@@ -45,6 +45,7 @@ from .matching import (  # noqa: F401  (FETCH_EXTENSION and last_user_text are r
     normalize_request,
     request_key,
     same_route,
+    tool_result_change,
 )
 
 FORMAT_VERSION = 1
@@ -54,14 +55,22 @@ _KEPT_HEADERS = ("x-goog-upload-url", "x-goog-upload-status")
 _JSON_TYPE = "application/json; charset=UTF-8"
 
 
+def _weight(diff: list) -> tuple[int, int]:
+    """How far apart two requests are: the size of what differs, then how many fields (a
+    request with one more step differs in one field, "contents", but in all of it)."""
+    return sum(len(json.dumps(old, default=str)) + len(json.dumps(new, default=str)) for _, old, new in diff), len(diff)
+
+
 class ReplayMiss(Exception):
     """A request with no recorded answer, in a mode that may not go live."""
 
-    def __init__(self, request: dict, path: Path | None, reason: str = "replay", closest: str = ""):
+    def __init__(self, request: dict, path: Path | None, reason: str = "replay", closest: str = "",
+                 step: str = ""):
         self.request = request
         self.path = path
         self.reason = reason  # "replay" (mode forbids live) or "no-key"
         self.closest = closest  # how the closest recorded request differs, if any
+        self.step = step  # "step N: TOOL's result differs ...": a tool that returned something else now
         super().__init__(f"no recorded answer for {request.get('path') or request.get('url')}")
 
     @property
@@ -239,7 +248,8 @@ class RecordingTransport(httpx2.BaseTransport):
             if not can_go_live:
                 self.misses += 1
                 reason = "replay" if self.mode == "replay" else "no-key"
-                raise ReplayMiss(normalized, self.recording.path, reason, self._closest(normalized))
+                closest, step = self._closest(normalized)
+                raise ReplayMiss(normalized, self.recording.path, reason, closest, step)
         response = self.inner.handle_request(request)
 
         def store(raw: bytes) -> None:
@@ -279,18 +289,20 @@ class RecordingTransport(httpx2.BaseTransport):
         self.near[key] = added
         return self._replay(key, request)
 
-    def _closest(self, normalized: dict) -> str:
-        """How the closest recorded request on the same route differs, briefly."""
+    def _closest(self, normalized: dict) -> tuple[str, str]:
+        """How the closest recorded request on the same route differs, briefly; and when
+        the difference is a tool's result, which step and tool (tool_result_change)."""
         best: list | None = None
         with self._lock:
             for entry in self.recording.entries.values():
                 if same_route(entry, normalized):
                     diff = differences(entry["request"].get("body"), normalized.get("body"))
-                    if best is None or len(diff) < len(best):
+                    if best is None or _weight(diff) < _weight(best):
                         best = diff
         if not best:
-            return ""
-        return f"The closest recorded request differs in {describe_difference(best)}."
+            return "", ""
+        return (f"The closest recorded request differs in {describe_difference(best)}.",
+                tool_result_change(best, normalized.get("body")))
 
     def _store(self, key: str, normalized: dict, response: dict) -> None:
         with self._lock:
