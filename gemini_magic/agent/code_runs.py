@@ -128,7 +128,7 @@ def run_code(shell, code: str, run: CodeRun) -> CodeRun:
                 run.interrupted = True
                 raise
             except BaseException as exc:  # noqa: BLE001  (SystemExit too: the kernel stays)
-                run.error = capture_error(exc, code)
+                run.error = LastError(capture_error(exc, code).summary, agent_traceback(exc), code)
     finally:
         run.seconds = time.perf_counter() - started
         if captured is not None:
@@ -153,6 +153,44 @@ def _execute(shell, code: str, run: CodeRun) -> None:
         # A trailing semicolon hides the value, as in a cell (plt.title(...);).
         if value is not None and not source.rstrip().endswith(";"):
             run.value, run.has_value = value, True
+
+
+def agent_traceback(exc: BaseException) -> str:
+    """The traceback the agent reads: the frames of notebook code (its own and the user's
+    functions), each library's frames as one line naming the library, and the error.
+    Library line numbers change with every release: a recording made with one pandas
+    replays with the next."""
+    import traceback
+
+    from ..context import _is_cell_file, _portable_paths
+
+    lines = ["Traceback (most recent call last):\n"]
+    skipped: list[str] = []
+
+    def flush() -> None:
+        if skipped:
+            names = ", ".join(dict.fromkeys(skipped))
+            lines.append(f"  ... in {names}\n")  # how many frames varies with the version too
+            skipped.clear()
+
+    started = False
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if _is_cell_file(frame.filename):
+            started = True
+            flush()
+            lines.extend(traceback.format_list([frame]))
+        elif started:  # IPython's own frames before the cell's are left out
+            skipped.append(_library(frame.filename))
+    flush()
+    lines.extend(traceback.format_exception_only(type(exc), exc))
+    return _portable_paths("".join(lines))
+
+
+def _library(path: str) -> str:
+    for marker in ("site-packages/", "dist-packages/"):
+        if marker in path:
+            return path.split(marker, 1)[1].split("/", 1)[0]
+    return "the standard library" if "/lib/python" in path else "library code"
 
 
 def _keep_output(run: CodeRun, data: dict) -> None:
@@ -187,7 +225,8 @@ def _new_figures(before: set) -> list[bytes]:
         try:
             # The figure's own size (no "tight" box, which follows the text drawn): a replay
             # on another machine matches the recorded image by its pixel size.
-            figure.savefig(buffer, format="png", dpi=72)
+            figure.tight_layout()  # labels inside the figure, whose size stays as set
+            figure.savefig(buffer, format="png", dpi=100)
             images.append(buffer.getvalue())
         except Exception:  # noqa: BLE001  (a figure that cannot draw: the model hears of the others)
             pass
