@@ -59,6 +59,7 @@ class Answer:
         self.done = False
         self._calls: list[Any] = []  # function calls of the current step
         self.on_wait = None  # a front end's countdown for rate-limit waits: on_wait(quota.Wait)
+        self.on_progress = None  # a front end's refresh while a tool runs: on_progress(call)
         from .transport.cancel import Cancel
 
         self._cancel = Cancel()  # interrupt() from any thread closes this answer's responses
@@ -197,6 +198,8 @@ class Answer:
                     call.result = {"error": "Tool-call limit reached; not run."}
                 else:
                     call.kind = toolbox.kind(call.name)
+                    if self.on_progress is not None:
+                        call.progress = lambda call=call: self.on_progress(call)
                     # Shown before the question, so the code to approve is on screen.
                     call.status = "asking" if toolbox.needs_approval(call) else "running"
                     yield ToolUpdate(call)

@@ -193,6 +193,7 @@ class ToolCall:
     kind: str = "function"  # the tool's kind ("code" for agent mode's run_python), for the card
     edited: bool = False  # the user changed the code before it ran (the chat widget's Edit)
     detail: Any = None  # what a code run captured (agent.code_runs.CodeRun), for its card
+    progress: Any = None  # () -> None: the front end shows the call again (a code run's output as it comes)
 
 
 def _run_function(function: Callable, kwargs: dict) -> Any:

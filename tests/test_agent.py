@@ -347,3 +347,25 @@ def test_the_key_typed_in_code_is_scrubbed_from_the_card(kern, server):
     assert TEST_KEY not in everything
     assert "&lt;redacted&gt;" in everything
     assert TEST_KEY not in json.dumps(server.last.body)
+
+
+def test_ask_from_python_shows_the_code_in_its_question(ip, server, monkeypatch):
+    asked = []
+    monkeypatch.setattr("builtins.input", lambda prompt="": asked.append(prompt) or "y")
+    server.queue(run_python("from_python = 3"), "Three.")
+    assert gemini_magic.ask("go", agent=True).read() == "Three."
+    assert asked == ["Gemini wants to run this Python:\nfrom_python = 3\nRun this code? [y/N] "]
+    assert ip.user_ns["from_python"] == 3
+
+
+def test_in_a_kernel_a_running_codes_output_shows_as_it_comes(kern, server):
+    server.queue(run_python("import time\nprint('first', flush=True)\ntime.sleep(1.5)\nprint('second')"), "Both.")
+    seen = []
+
+    def on_message(msg):
+        data = msg["content"].get("data", {}).get("text/html", "")
+        if 'data-status="running"' in data:
+            seen.append((">first" in data, "second</pre>" in data))  # in the card's output, not its code
+
+    kern.run("%%gemini --agent --approve auto\nPrint", on_message=on_message, check=True, timeout=30)
+    assert (True, False) in seen  # the card showed the first line while the code still ran

@@ -67,6 +67,7 @@ def agent_tools(shell, limits: Limits, *, in_cell: bool = True,
     def _run(call, kwargs: dict) -> CodeRun:
         run = CodeRun(kwargs["code"], limits=limits, secrets=secrets() if secrets else [])
         call.detail = run  # the card shows it as it goes, and keeps it if interrupted
+        run.on_output = getattr(call, "progress", None)
 
         def job():
             return run_code(shell, run.code, run)

@@ -12,9 +12,11 @@ in a cell, the kernel's main thread, where Ctrl-C (Kernel ▸ Interrupt) stops i
 from __future__ import annotations
 
 import ast
+import io
 import itertools
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +51,7 @@ class CodeRun:
     limits: Limits = field(default_factory=Limits)
     card: str | None = None  # its card's HTML, made once when finished (render/code_cards.py)
     secrets: list = field(default_factory=list)  # the key(s): scrubbed from the card and the response
+    on_output: Any = None  # called (throttled) as the code prints: the card shows output as it comes
 
     def clean(self, text: str) -> str:
         """`text` with the key scrubbed (the code may print os.environ)."""
@@ -120,8 +123,34 @@ def run_code(shell, code: str, run: CodeRun) -> CodeRun:
     before = _figure_numbers()
     started = time.perf_counter()
     captured = None
+    out, err = _Live(), _Live()
+    real_display, real_stdout = shell.display_pub, sys.stdout
+    here = threading.get_ident()
+    last = [float("-inf")]  # the first line shows at once
+
+    def show_output() -> None:
+        # The card shows what the code printed so far, at most every OUTPUT_INTERVAL s, and
+        # only from the thread running it (a library's thread may print too). The card's
+        # update must reach the frontend, not the capture: the real publisher is put back
+        # for the moment it takes.
+        now = time.monotonic()
+        if run.on_output is None or threading.get_ident() != here or now - last[0] < OUTPUT_INTERVAL:
+            return
+        last[0] = now
+        run.stdout, run.stderr = out.value(), err.value()
+        capturing, printing = shell.display_pub, sys.stdout
+        shell.display_pub, sys.stdout = real_display, real_stdout
+        try:
+            run.on_output()
+        except Exception:  # noqa: BLE001  (showing output never breaks the run)
+            pass
+        finally:
+            shell.display_pub, sys.stdout = capturing, printing
+
+    out.on_write = err.on_write = show_output
     try:
-        with capture_output(stdout=True, stderr=True, display=True) as captured:
+        with capture_output(stdout=False, stderr=False, display=True) as captured:
+            sys.stdout, sys.stderr = out, err  # capture_output puts the real ones back on exit
             try:
                 _execute(shell, code, run)
             except KeyboardInterrupt:
@@ -131,12 +160,35 @@ def run_code(shell, code: str, run: CodeRun) -> CodeRun:
                 run.error = LastError(capture_error(exc, code).summary, agent_traceback(exc), code)
     finally:
         run.seconds = time.perf_counter() - started
+        run.stdout, run.stderr = out.value(), err.value()
         if captured is not None:
-            run.stdout, run.stderr = captured.stdout, captured.stderr
             for output in captured.outputs:
                 _keep_output(run, output.data)
         run.images.extend(_new_figures(before))
     return run
+
+
+OUTPUT_INTERVAL = 0.5  # seconds between showings of a running code's output
+
+
+class _Live(io.TextIOBase):
+    """stdout or stderr of a code run: kept, and shown in the card as it comes."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.on_write = None
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        if self.on_write is not None:
+            self.on_write()
+        return len(text)
+
+    def writable(self) -> bool:
+        return True
+
+    def value(self) -> str:
+        return "".join(self.parts)
 
 
 def _execute(shell, code: str, run: CodeRun) -> None:

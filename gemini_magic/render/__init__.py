@@ -10,6 +10,7 @@ def play(answer, renderer) -> None:
     """Drive one answer through a renderer. Ctrl-C stops the request and keeps
     what arrived; the caller decides what the interruption means."""
     answer.on_wait = getattr(renderer, "waiting", None)
+    answer.on_progress = getattr(renderer, "progress", None)
     renderer.start(answer)
     events = iter(answer)
     try:

@@ -85,6 +85,10 @@ class NotebookRenderer:
             # the answer needed a retry, and replay shows the same note.
             note(retry_line(event, self.answer.engine.retry.attempts))
 
+    def progress(self, call) -> None:
+        """A running tool's card again (an agent's code printing as it runs)."""
+        self._show_live()
+
     def waiting(self, wait) -> None:
         """A countdown while a request waits for a rate-limit slot (the placeholder
         is emptied at the end, like every live view)."""

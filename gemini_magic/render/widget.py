@@ -81,6 +81,10 @@ class WidgetRenderer:
         elif isinstance(event, Notice):
             self.notes.append(event.text)
 
+    def progress(self, call) -> None:
+        """A running tool's card again (an agent's code printing as it runs)."""
+        self._show()
+
     def waiting(self, wait) -> None:
         """The rate-limit countdown, inside the bubble."""
         self._set_status(sentence(f"Waiting {wait.seconds:.0f} s: {wait.reason}"))
