@@ -249,7 +249,8 @@ class Connection:
         """The keys in use (the environment's, and the one the client was built with): never
         to be shown or sent back to the model (tools.Toolbox, answer.py scrub them)."""
         built = getattr(self._transport, "api_key", None) if self._transport is not None else None
-        return [key for key in {find_api_key(), built} if key]
+        found = {os.environ.get(name) for name in KEY_VARIABLES} | {find_api_key(), built}  # both may be set
+        return [key for key in found if key]
 
     def server_time(self):
         """The server's clock at this thread's last response (a recorded one's in replay,

@@ -20,9 +20,13 @@ class Limits:
     chars: int = 4000  # longest text a single value may become
     items: int = 50  # list/dict items shown
     rows: int = 5  # DataFrame/Series rows shown
+    secrets: tuple = ()  # text never to show (the key): removed before a cut, so none straddles one
 
 
-def _cut(text: str, limit: int) -> str:
+def _cut(text: str, limit: int, secrets: tuple = ()) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 6:
+            text = text.replace(secret, "<redacted>")
     if len(text) <= limit:
         return text
     return text[:limit] + f"... [truncated: {len(text) - limit:,} more characters]"
@@ -32,22 +36,24 @@ def summarize(value, limits: Limits | None = None) -> str:
     """Text for `value` in a prompt, bounded by `limits`."""
     limits = limits or Limits()
     if isinstance(value, str):
-        return _cut(value, limits.chars)
+        return _cut(value, limits.chars, limits.secrets)
     kind = type(value)
     module = kind.__module__.split(".")[0]
     if module == "pandas" and kind.__name__ == "DataFrame":
         return _dataframe(value, limits)
     if module == "pandas" and kind.__name__ == "Series":
         head = value.head(limits.rows).to_string()
-        return _cut(f"pandas Series {value.name!r}, length {len(value)}, dtype {value.dtype}\n{head}", limits.chars)
+        return _cut(f"pandas Series {value.name!r}, length {len(value)}, dtype {value.dtype}\n{head}", limits.chars,
+                    limits.secrets)
     if module == "numpy" and kind.__name__ == "ndarray":
         import numpy as np
 
         with np.printoptions(threshold=limits.items, edgeitems=3):
-            return _cut(f"numpy array, shape {value.shape}, dtype {value.dtype}\n{value!r}", limits.chars)
+            return _cut(f"numpy array, shape {value.shape}, dtype {value.dtype}\n{value!r}", limits.chars,
+                        limits.secrets)
     if inspect.isfunction(value) or inspect.ismethod(value) or inspect.isclass(value):
         try:
-            return _cut(inspect.getsource(value), limits.chars)
+            return _cut(inspect.getsource(value), limits.chars, limits.secrets)
         except (OSError, TypeError):
             return repr(value)
     if isinstance(value, (list, tuple, set, frozenset)):
@@ -55,17 +61,17 @@ def summarize(value, limits: Limits | None = None) -> str:
         shown = ", ".join(_short_repr(v, limits) for v in items[: limits.items])
         more = f", ... [{len(items) - limits.items:,} more items]" if len(items) > limits.items else ""
         open_, close = {list: "[]", tuple: "()"}.get(type(value), "{}")
-        return _cut(f"{open_}{shown}{more}{close}", limits.chars)
+        return _cut(f"{open_}{shown}{more}{close}", limits.chars, limits.secrets)
     if isinstance(value, dict):
         pairs = list(value.items())
         shown = ", ".join(f"{k!r}: {_short_repr(v, limits)}" for k, v in pairs[: limits.items])
         more = f", ... [{len(pairs) - limits.items:,} more items]" if len(pairs) > limits.items else ""
-        return _cut("{" + shown + more + "}", limits.chars)
-    return _cut(str(value), limits.chars)
+        return _cut("{" + shown + more + "}", limits.chars, limits.secrets)
+    return _cut(str(value), limits.chars, limits.secrets)
 
 
 def _short_repr(value, limits: Limits) -> str:
-    return _cut(repr(value), max(80, limits.chars // 20))
+    return _cut(repr(value), max(80, limits.chars // 20), limits.secrets)
 
 
 def _dataframe(df, limits: Limits) -> str:
@@ -75,7 +81,7 @@ def _dataframe(df, limits: Limits) -> str:
         dtypes += f", ... [{cols - limits.items} more columns]"
     head = df.head(limits.rows).to_string(max_cols=limits.items)
     return _cut(f"pandas DataFrame, {rows:,} rows x {cols:,} columns\ncolumns: {dtypes}\nfirst "
-                f"{min(rows, limits.rows)} rows:\n{head}", limits.chars)
+                f"{min(rows, limits.rows)} rows:\n{head}", limits.chars, limits.secrets)
 
 
 def describe(name: str, value, limits: Limits | None = None, fallback=None) -> str:

@@ -202,8 +202,9 @@ class Recipe:
             raise OptionError("--agent runs code in an IPython kernel, and there is none here.",
                               "Use it in a notebook or in IPython.")
         s = self.settings
-        limits = Limits(chars=s.summary_chars, items=s.summary_items, rows=s.summary_rows)
         connection = self.surroundings.connection
+        keys = tuple(connection.secrets()) if connection is not None else ()
+        limits = Limits(chars=s.summary_chars, items=s.summary_items, rows=s.summary_rows, secrets=keys)
         return agent_tools(shell, limits, in_cell=self.front_end == "cell", runner=self.surroundings.code_runner,
                            secrets=connection.secrets if connection is not None else None)
 

@@ -208,7 +208,7 @@ def _run_function(function: Callable, kwargs: dict) -> Any:
     return function(**kwargs)
 
 
-def to_response(value: Any, limit: int = 4000) -> tuple[dict, str, list]:
+def to_response(value: Any, limit: int = 4000, secrets: tuple = ()) -> tuple[dict, str, list]:
     """A tool's return value -> (function response, text for the card, image parts)."""
     from .context import Limits, summarize
 
@@ -232,7 +232,7 @@ def to_response(value: Any, limit: int = 4000) -> tuple[dict, str, list]:
             return (plain if isinstance(plain, dict) else {"result": plain}), text, []
     except (TypeError, ValueError):
         pass
-    summary = summarize(value, Limits(chars=limit))
+    summary = summarize(value, Limits(chars=limit, secrets=secrets))  # scrubbed before it is cut
     return {"result": summary}, summary, []
 
 
@@ -326,7 +326,8 @@ class Toolbox:
                 call.error = call.shown
         else:
             call.status = "ok"
-            call.result, call.shown, call.parts = to_response(value)
+            secrets = tuple(s for s in (self.secrets() if self.secrets else []) if s)
+            call.result, call.shown, call.parts = to_response(value, secrets=secrets)
         return call
 
     def _scrub(self, call: ToolCall) -> None:

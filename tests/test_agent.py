@@ -369,3 +369,22 @@ def test_in_a_kernel_a_running_codes_output_shows_as_it_comes(kern, server):
 
     kern.run("%%gemini --agent --approve auto\nPrint", on_message=on_message, check=True, timeout=30)
     assert (True, False) in seen  # the card showed the first line while the code still ran
+
+
+def test_an_agent_turn_in_a_chat_keeps_its_steps_for_the_next_turn(ip, server):
+    server.queue(run_python("kept = 1"), "Made it.", "Still here.")
+    agent(ip, "Make it", "--approve auto -c work")
+    agent(ip, "And now?", "--approve auto -c work")
+    history = contents(server.last)
+    kinds = [[next(iter(p)) for p in c["parts"]] for c in history]
+    assert kinds[:4] == [["text"], ["function_call"], ["function_response"], ["text"]] or \
+        kinds[:4] == [["text"], ["functionCall"], ["functionResponse"], ["text"]], kinds
+    assert history[-1]["parts"][0]["text"] == "And now?"
+
+
+def test_looking_tools_mask_memory_addresses(ip, server):
+    ok(ip, "class Box:\n    pass\nbox = Box()")
+    server.queue(Reply(parts=[fc("list_variables", {}, "l1"), fc("inspect", {"name": "box"}, "i1")]), "Seen.")
+    agent(ip)
+    listed, inspected = responses(server)
+    assert "object at 0x…>" in listed["box"] and "object at 0x…>" in inspected["result"]

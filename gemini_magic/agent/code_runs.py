@@ -12,6 +12,7 @@ in a cell, the kernel's main thread, where Ctrl-C (Kernel ▸ Interrupt) stops i
 from __future__ import annotations
 
 import ast
+import dataclasses
 import io
 import itertools
 import re
@@ -66,7 +67,10 @@ class CodeRun:
         return "interrupted" if self.interrupted else "error" if self.error is not None else "ok"
 
     def value_text(self) -> str:
-        return _stable(summarize(self.value, self.limits)) if self.has_value else ""
+        if not self.has_value:
+            return ""
+        limits = dataclasses.replace(self.limits, secrets=tuple(self.secrets))
+        return _stable(summarize(self.value, limits))
 
     def tool_response(self, call) -> tuple[str, dict, str, list]:
         """(status, the function response, the card's short text, image parts) for the model.
@@ -77,10 +81,12 @@ class CodeRun:
         if call.edited:
             response["edited_by_user"] = True
             response["code_that_ran"] = self.code
+        # The key is scrubbed before anything is cut: a key across a cut would get past a scrub after.
         for name, text in (("stdout", self.stdout), ("stderr", self.stderr)):
             if text:
-                response[name] = _head_tail(_stable(text), STREAM_CHARS)
-        texts = [_stable(bundle.get("text/plain", "")) for bundle in self.displayed if "text/plain" in bundle]
+                response[name] = _head_tail(_stable(self.clean(text)), STREAM_CHARS)
+        texts = [_stable(self.clean(bundle.get("text/plain", ""))) for bundle in self.displayed
+                 if "text/plain" in bundle]
         if texts:
             response["displayed"] = [_head_tail(t, STREAM_CHARS) for t in texts]
         if self.has_value:
@@ -91,7 +97,7 @@ class CodeRun:
             if len(self.images) > len(shown):
                 response["images"] += f"; {len(self.images) - len(shown)} more not sent"
         if self.error is not None:
-            response["error"] = _tail(_stable(self.error.traceback), TRACEBACK_CHARS)
+            response["error"] = _tail(_stable(self.clean(self.error.traceback)), TRACEBACK_CHARS)
         if self.interrupted:
             response["error"] = "Interrupted by the user before it finished."
         if not response or list(response) in (["edited_by_user", "code_that_ran"],):

@@ -29,7 +29,8 @@ def user_variables(shell) -> dict:
 def list_variables(shell, limits: Limits) -> dict:
     """Each variable's type and a short summary (a DataFrame's shape and columns)."""
     names = sorted(user_variables(shell).items())
-    short = Limits(chars=min(300, limits.chars), items=min(10, limits.items), rows=min(2, limits.rows))
+    short = Limits(chars=min(300, limits.chars), items=min(10, limits.items), rows=min(2, limits.rows),
+                   secrets=limits.secrets)
     out = {}
     for name, value in names[:MAX_VARIABLES]:
         out[name] = f"{_type_name(value)}: {_safe_summary(value, short)}"
@@ -60,7 +61,7 @@ def read_cells(shell, count: int, limits: Limits, in_cell: bool = True) -> list[
     count = max(1, min(int(count), 50))
     cells = (history[:-1] if in_cell else history)[-count:]
     per_cell = max(200, limits.chars // max(1, len(cells)))
-    return [summarize(cell, Limits(chars=per_cell)) for cell in cells] or ["(no cells run yet)"]
+    return [summarize(cell, Limits(chars=per_cell, secrets=limits.secrets)) for cell in cells] or ["(no cells run yet)"]
 
 
 def _type_name(value) -> str:
@@ -69,7 +70,9 @@ def _type_name(value) -> str:
 
 
 def _safe_summary(value, limits: Limits) -> str:
+    from .code_runs import _stable
+
     try:
-        return summarize(value, limits)
+        return _stable(summarize(value, limits))  # no memory addresses: a replay sends the same
     except Exception as exc:  # noqa: BLE001  (a value whose str() fails still gets a line)
         return f"<{type(value).__name__} object; its text raised {type(exc).__name__}>"
