@@ -67,11 +67,30 @@ Decisions, and why:
   plus `tools=[...]` names given here. Approval follows `approve=` (default
   `GeminiMagics.approve`): a call that needs it shows Allow/Decline buttons and the
   request thread waits for them; Stop and New chat decline.
+- **Agent mode** (the Agent toggle, `options=Options(agent=True)`, or
+  `%gemini chat-ui NAME --agent`) gives the model the four built-in tools of
+  `%%gemini --agent`, on the same rule: code runs are asked about unless `approve=`
+  (else GeminiMagics.agent_approve) is "auto". The question is Run / Skip / Edit
+  (code_approval.py): Edit swaps in a text box, and the model is told the user edited
+  the code and what ran. The toggle applies to the messages sent while it is on.
+- **Agent code runs on the kernel's main thread**, posted there by the request thread
+  (agent/main_thread.py), never on the request thread: there it would share the
+  process-wide stdout and display hook with whatever cell runs meanwhile (capture_output
+  swaps them), and Kernel ▸ Interrupt could not reach it (signals go to the main thread).
+  On the main thread it runs between cells, and the interrupt raises in it as in a cell:
+  the run is marked interrupted and the answer ends as a stopped one. Stop cannot
+  preempt code that is running (its click waits for the main thread too), so the status
+  line says to interrupt the kernel; Stop still ends the request, declines pending
+  questions, and code that has not started never starts. `wait()` in a cell runs the
+  code the answer needs itself (the loop it was posted to cannot turn while the cell
+  waits), and returns False at once if the answer waits for a click, which no button
+  can deliver while a cell runs.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,9 +98,11 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ..agent.main_thread import MainThreadRunner
 from ..render.widget import TYPING, model_html
 from .approval import Approval
 from .chat_view import ChatView
+from .code_approval import CodeApproval
 from .messages import (
     BUSY,
     Message,
@@ -97,6 +118,10 @@ from .messages import (
 # The static transcripts kept current: one per display of the widget, the newest ones (a
 # re-run cell's old output is gone from the page, and updating it would cost messages).
 _KEPT_DISPLAYS = 8
+RUNNING_CODE = "Running Gemini's code in this kernel: interrupt the kernel to stop it"
+WAITING_FOR_CELL = "Gemini's code will run when the running cell ends"
+WAITING_FOR_CLICK = ("The answer waits for your click above: wait() returned, as no button can be clicked "
+                     "while a cell runs")
 
 
 @dataclass
@@ -144,9 +169,11 @@ class ChatWidget(ChatView):
         self._published: tuple = ()  # (turn, trimmed) pairs the static transcript shows
 
         # The model: the options' or GeminiMagics.model, once; then the dropdown's own.
-        self._build(magics, name, self.options.model)
+        self._build(magics, name, self.options.model, agent=bool(self.options.agent))
         self.refresh()
         self._shell = getattr(magics, "shell", None)
+        # Agent code runs on the kernel's main thread (see the module's docstring).
+        self._runner = MainThreadRunner(self._shell, on_delay=lambda: self._code_status(WAITING_FOR_CELL))
         if self._shell is not None:
             # Turns that cells add to the conversation show here after the cell runs.
             self._shell.events.register("post_run_cell", self._after_cell)
@@ -170,6 +197,16 @@ class ChatWidget(ChatView):
     @approve.setter
     def approve(self, mode: str | None) -> None:
         self.options.approve = mode
+
+    @property
+    def agent(self) -> bool:
+        """Agent mode for the next messages (the Agent toggle): Gemini may look at your
+        variables and run Python in this kernel, asking first unless approve is "auto"."""
+        return bool(self.agent_button.value)
+
+    @agent.setter
+    def agent(self, on: bool) -> None:
+        self.agent_button.value = bool(on)
 
     @property
     def busy(self) -> bool:
@@ -209,10 +246,12 @@ class ChatWidget(ChatView):
         self._sync()  # turns that cells added meanwhile come first (a rebuilt view has no failure left)
         run = _Run(Message("model", "", widgets.HTML(model_html(TYPING))), text=text, files=files)
         options = self._options(files)
+        given = {"shell": self._shell} if self._shell is not None else {}
         try:
             prepared = self.magics.session.prepare(
                 text, options, "widget", key=self._new_key(), default_chat=self.name,
-                ask_approval=lambda call: self._ask(run, call))
+                ask_approval=lambda call: self._ask(run, call),
+                code_runner=lambda job: self._run_code(run, job), **given)
         except GeminiError as error:
             self._say(str(error), error=True)
             return False
@@ -297,6 +336,7 @@ class ChatWidget(ChatView):
                 return
             run.stopped = True
         run.answer.interrupt()
+        self._runner.cancel()  # agent code that has not started never starts
         for approval in run.approvals:
             approval.decide(False)
         # The connection closes at once; wait (briefly) for the thread to say so, so a
@@ -305,9 +345,27 @@ class ChatWidget(ChatView):
             run.done.wait(2)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the current answer is complete (for code that needs it); True if done."""
+        """Block until the current answer is complete (for code that needs it); True if done.
+
+        In a cell, agent code the answer needs runs here meanwhile; and as no button can be
+        clicked while a cell runs, this returns False at once when the answer waits for
+        one (an approval): end the cell, click, and wait again."""
         run = self._run
-        return True if run is None else run.done.wait(timeout)
+        if run is None:
+            return True
+        if not self._runner.needs_this_thread():
+            return run.done.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            # The kernel's loop cannot turn while this cell waits: its jobs run here.
+            self._runner.run_pending()
+            if run.done.wait(0.02):
+                return True
+            if any(not approval.event.is_set() for approval in run.approvals):  # one decided is on its way out
+                self._say(WAITING_FOR_CLICK)
+                return False
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
 
     def new_chat(self) -> None:
         """Stop any answer and clear the conversation (for the cells that use it too)."""
@@ -382,9 +440,9 @@ class ChatWidget(ChatView):
         for message in self.messages:
             _close(message)
         for child in (self.model_label, self.model, self.header, self.input, self.area, self.multiline,
-                      self.upload, self.send_button, self.stop_button, self.new_button, self.export_button,
-                      self.attached, self.status, self.transcript, self.scroller, self.input_row, self.top,
-                      self._empty):
+                      self.agent_button, self.upload, self.send_button, self.stop_button, self.new_button,
+                      self.export_button, self.attached, self.status, self.transcript, self.scroller,
+                      self.input_row, self.top, self._empty):
             child.close()
         super().close()
 
@@ -543,10 +601,11 @@ class ChatWidget(ChatView):
             self.status.value = BUSY
 
     def _ask(self, run: _Run, call) -> bool:
-        """Toolbox approval, on the request thread: show the buttons, wait for a click."""
+        """Toolbox approval, on the request thread: show the buttons, wait for a click.
+        Code the agent wants to run gets Run / Skip / Edit, other calls Allow / Decline."""
         if run.stopped or self._closed:
             return False
-        approval = Approval(call)
+        approval = CodeApproval(call) if call.kind == "code" else Approval(call)
         with self._lock:
             run.approvals.append(approval)
             self._show_log()
@@ -557,6 +616,35 @@ class ChatWidget(ChatView):
             self._show_log()
         approval.close()
         return approval.allowed and not run.stopped
+
+    def _run_code(self, run: _Run, job):
+        """Toolbox's code runner (agent mode), on the request thread: `job` runs on the
+        kernel's main thread, the status line saying so meanwhile."""
+        if run.stopped or self._closed:
+            raise KeyboardInterrupt("Stopped before it ran.")
+
+        def running():
+            if run.stopped:  # stopped while it waited for the main thread
+                raise KeyboardInterrupt("Stopped before it ran.")
+            self._code_status(RUNNING_CODE)
+            return job()
+
+        try:
+            return self._runner(running)
+        finally:
+            self._code_status("")
+
+    def _code_status(self, status: str) -> None:
+        run = self._run
+        if run is None or run.finished:
+            return
+        if status:
+            self._say(status)
+        else:
+            self.status.value = BUSY
+
+    def _toggle_agent(self, change) -> None:
+        self.options.agent = bool(change.new)
 
     def _after_cell(self, result=None) -> None:
         if self._closed:

@@ -12,6 +12,9 @@ the bottom the box's scroll origin. A browser keeps the scroll offset from the o
 content grows: at the bottom (offset 0) the view follows new text; scrolled up, the
 browser's scroll anchoring keeps the messages being read in place.
 
+The Agent toggle, next to the ¶ toggle, switches agent mode on for the messages sent
+while it is on (chat.py says what that does); it starts as the chat-ui options say.
+
 The model dropdown is the chat's own: its first value is the chat-ui options' model, or
 GeminiMagics.model, and from then on only a pick here changes it (the label says so). A
 settings-panel change is for %%gemini cells; following it silently would change the
@@ -34,9 +37,9 @@ MODEL_TIP = "Used by this chat only; %%gemini cells use the settings panel's mod
 
 class ChatView(widgets.VBox):
     """The controls; a subclass answers `send`, `stop`, `new_chat`, `_export_clicked`,
-    `_count_clicked` and `_estimate`."""
+    `_count_clicked`, `_estimate` and `_toggle_agent`."""
 
-    def _build(self, magics, name: str, model: str | None) -> None:
+    def _build(self, magics, name: str, model: str | None, agent: bool = False) -> None:
         self.messages: list[Message] = []
         self._empty = widgets.HTML('<div class="gm-empty">No messages yet. Ask Gemini anything.</div>')
         choices = model_choices(magics)
@@ -68,6 +71,11 @@ class ChatView(widgets.VBox):
         self.multiline = widgets.ToggleButton(False, icon="paragraph", tooltip="Multi-line message",
                                               layout=widgets.Layout(width="36px"))
         self.multiline.observe(self._toggle_multiline, "value")
+        self.agent_button = widgets.ToggleButton(
+            bool(agent), description="Agent", icon="terminal", layout=widgets.Layout(width="auto"),
+            tooltip="Agent mode: Gemini may look at your variables and run Python in this kernel "
+                    "(it asks before each run unless approve is 'auto')")
+        self.agent_button.observe(self._toggle_agent, "value")
         self.upload = widgets.FileUpload(accept="image/*,.pdf,application/pdf", multiple=True, description="Attach",
                                          icon="paperclip", tooltip="Attach images or PDFs to the next message",
                                          layout=widgets.Layout(width="auto"))
@@ -98,7 +106,7 @@ class ChatView(widgets.VBox):
         if choices.reason:
             self._say(choices.reason)
 
-        self.input_row = widgets.HBox([self.upload, self.multiline, self.input, self.count_button, self.send_button],
+        self.input_row = widgets.HBox(self._input_row(self.input),
                                       layout=widgets.Layout(align_items="center", grid_gap="4px"))
         self.top = widgets.HBox([self.header, self.model_label, self.model, self.new_button, self.stop_button,
                                  self.export_button], layout=widgets.Layout(align_items="center", grid_gap="4px"))
@@ -166,7 +174,10 @@ class ChatView(widgets.VBox):
     def _toggle_multiline(self, change) -> None:
         old, new = (self.input, self.area) if change.new else (self.area, self.input)
         new.value, old.value = old.value, ""
-        self.input_row.children = [self.upload, self.multiline, new, self.count_button, self.send_button]
+        self.input_row.children = self._input_row(new)
+
+    def _input_row(self, editor) -> list:
+        return [self.upload, self.multiline, self.agent_button, editor, self.count_button, self.send_button]
 
     def _attachments_changed(self, change) -> None:
         names = [f"{f['name']} ({f['size'] / 1024:,.0f} KB)" for f in change.new]

@@ -50,6 +50,10 @@ CSS = """
 .gm-chat .gm-bubble-status{font-size:0.85em;opacity:0.7;font-style:italic;margin-top:4px}
 .gm-chat .gm-bubble-status:first-child{margin-top:0}
 .gm-chat .gm-retry-row{margin:0 0 6px 6px}
+.gm-chat .gm-code-approval pre{white-space:pre-wrap;background:rgba(127,127,127,0.12);padding:6px 8px;
+  border-radius:6px;margin:0.4em 0}
+.gm-chat .gm-code-editor textarea{font-family:var(--jp-code-font-family,monospace);
+  font-size:var(--jp-code-font-size,13px)}
 /* The transcript scrolls inside the widget, the input pinned under it. The scroll box's
    flex-direction is column-reverse (its layout): its scroll origin is the bottom, so a
    browser keeps the newest message in view while the reader is at the bottom, and leaves
