@@ -577,3 +577,20 @@ def test_function_responses_name_the_edited_code_in_the_kernel(kern, server):
     response = function_responses(contents(server.last)[-1])[0]["response"]
     assert response["edited_by_user"] is True and response["code_that_ran"] == "edited_in_kernel = 2"
     kern.run("w.close()", check=True)
+
+
+def test_a_rebuilt_agent_turn_shows_its_code_highlighted():
+    from gemini_magic.client import types
+    from gemini_magic.widgets.messages import turn_model
+
+    t = types()
+    call = t.Part(function_call=t.FunctionCall(name="run_python", args={"code": "x = '<b>'"}, id="c1"))
+
+    class Turn:
+        exchange = [t.Content(role="model", parts=[call])]
+        model = t.Content(role="model", parts=[t.Part(text="Done.")])
+
+    body, text = turn_model(Turn())
+    assert "🔧 Python" in body and 'class="gemini-code"' in body
+    assert "&#x27;&lt;b&gt;&#x27;" in body or "&lt;b&gt;" in body
+    assert "<b>" not in body and text == "Done."

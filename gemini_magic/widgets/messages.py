@@ -122,7 +122,13 @@ def turn_model(turn) -> tuple[str, str]:
             call = part.function_call
             if part.thought:
                 continue
-            if call is not None:
+            if call is not None and call.name == "run_python" and isinstance((call.args or {}).get("code"), str):
+                # Agent mode's code, as its card showed it (the outputs were not kept in the turn).
+                from ..render.code import code_block
+
+                html_parts.append('<div class="gm-meta" style="margin:2px 0">🔧 Python</div>'
+                                  + code_block(call.args["code"], "python"))
+            elif call is not None:
                 signature = call_signature(ToolCall(call.id, call.name or "", dict(call.args or {})))
                 html_parts.append(f'<div class="gm-meta" style="margin:2px 0">🔧 {html.escape(signature)}</div>')
             elif part.text:
