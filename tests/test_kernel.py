@@ -105,7 +105,7 @@ def test_code_format_with_the_lab_extension_lets_it_replace_its_cell(server):
         session.run("%load_ext gemini_magic", check=True,
                     on_message=lambda m: opened.append(m) if m["msg_type"] == "comm_open" else None)
         assert [m["content"]["target_name"] for m in opened] == ["gemini_magic"]
-        assert opened[0]["content"]["data"] == {"hello": "kernel", "version": 1}
+        assert opened[0]["content"]["data"] == {"hello": "kernel", "version": 2}
         client = session.client
         reply = client.session.msg("comm_msg", {"comm_id": opened[0]["content"]["comm_id"], "data": {
             "hello": "jupyterlab", "version": 1, "inserts_cells": True}})

@@ -227,7 +227,7 @@ def test_widgets_in_jupyterlab(services, page):
     shot(page, "7-tool-answer", chat)
 
     # 7. Multi-line mode: Enter and Shift+Enter add lines (and run no cell); Send sends.
-    chat.locator(".widget-toggle-button").click()
+    chat.locator(".widget-toggle-button[title=\"Multi-line message\"]").click()
     area = chat.locator(".widget-textarea textarea")
     area.click()
     area.press_sequentially("line one")
