@@ -206,7 +206,8 @@ class Answer:
                     toolbox.run(call)
                 yield ToolUpdate(call)
                 results.append(call)
-            reply = _function_responses(results, self.engine.connection.secrets())
+            reply = _function_responses(results, self.engine.connection.secrets(),
+                                        images_inside=takes_images_in_responses(request.model_id))
             if final:
                 # The model called tools even when told not to: stop here. The calls and
                 # their "not run" answers go into the exchange, and the turn ends on a
@@ -365,17 +366,29 @@ class Answer:
             self.error = exc
 
 
-def _function_responses(calls: list, secrets: list[str] = ()):
+def takes_images_in_responses(model_id: str) -> bool:
+    """Whether the model reads images inside a function response (multimodal function
+    responses: Gemini 3). Other models get them as image parts of the same turn."""
+    return model_id.removeprefix("models/").startswith("gemini-3")
+
+
+def _function_responses(calls: list, secrets: list[str] = (), images_inside: bool = True):
     """The user turn that carries the tool results back to the model: the one place every
     tool's result passes on its way, where the key is scrubbed from it (agent code can
-    print os.environ)."""
+    print os.environ). A tool's images (a figure the agent's code drew) go inside its
+    response where the model takes them there, else after the responses, each group
+    introduced by a line naming the call."""
     from .tools import scrub_all
 
     types = sdk.types()
-    parts = []
+    parts, images = [], []
     for call in calls:
         result = scrub_all(call.result, list(secrets)) if secrets else call.result
-        response = types.FunctionResponse(id=call.id, name=call.name, response=result,
-                                          parts=call.parts or None)
+        inside = call.parts if images_inside else None
+        response = types.FunctionResponse(id=call.id, name=call.name, response=result, parts=inside or None)
         parts.append(types.Part(function_response=response))
-    return types.Content(role="user", parts=parts)
+        if call.parts and not images_inside:
+            images.append(types.Part(text=f"The image(s) {call.name} returned (call {call.id or call.name}):"))
+            images += [types.Part(inline_data=types.Blob(mime_type=p.inline_data.mime_type, data=p.inline_data.data))
+                       for p in call.parts]
+    return types.Content(role="user", parts=parts + images)

@@ -42,8 +42,11 @@ def responses(server) -> list[dict]:
 
 
 def response_parts(server) -> list[dict]:
-    sent = function_responses(contents(server.last)[-1])
-    return sent[0].get("parts") or []
+    """The images sent back with the last function response: after it in its turn (the
+    default model, Gemini 2.5), or inside it (Gemini 3)."""
+    turn = contents(server.last)[-1]
+    inside = function_responses(turn)[0].get("parts") or []
+    return inside or [p for p in turn["parts"] if _k(p, "inlineData")]
 
 
 # -- the loop -----------------------------------------------------------------------

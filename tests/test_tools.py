@@ -662,7 +662,10 @@ def test_nan_result_is_sent_as_valid_json(ip, server, capsys):
     assert "No data." in capsys.readouterr().out
 
 
-def test_image_result_goes_back_as_inline_parts(ip, server):
+@pytest.mark.parametrize("model", ["gemini-3-flash-preview", "gemini-2.5-flash"])
+def test_image_result_goes_back_as_inline_parts(ip, server, model):
+    """Gemini 3 reads images inside a function response; earlier models get them as image
+    parts of the same turn, after the responses, introduced by a line naming the call."""
     from PIL import Image
 
     define(ip, (
@@ -670,12 +673,19 @@ def test_image_result_goes_back_as_inline_parts(ip, server):
         "def draw(width: int, height: int) -> object:\n"
         "    return Image.new('RGB', (width, height), (255, 0, 0))\n"
     ))
-    server.queue(Reply(parts=[fc("draw", {"width": 12, "height": 7}, "img1")]), Reply(text="A red box."))
-    ok(ip, "%%gemini --tools draw\ndraw")
-    sent = function_responses(contents(server.last)[-1])[0]
+    server.queue(Reply(parts=[fc("draw", {"width": 12, "height": 7}, "img1", SIGNATURE)]), Reply(text="A red box."))
+    ok(ip, f"%%gemini -m {model} --tools draw\ndraw")
+    turn = contents(server.last)[-1]
+    sent = function_responses(turn)[0]
     assert sent["id"] == "img1" and sent["name"] == "draw"
     assert sent["response"] == {"result": "image attached"}
-    inline = _k(sent["parts"][0], "inlineData")
+    if model.startswith("gemini-3"):
+        assert len(turn["parts"]) == 1
+        inline = _k(sent["parts"][0], "inlineData")
+    else:
+        assert not sent.get("parts")
+        assert turn["parts"][1]["text"] == "The image(s) draw returned (call img1):"
+        inline = _k(turn["parts"][2], "inlineData")
     assert _k(inline, "mimeType") == "image/png"
     data = inline["data"]
     raw = base64.b64decode(data + "=" * (-len(data) % 4), altchars=b"-_")

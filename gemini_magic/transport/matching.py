@@ -47,6 +47,11 @@ def _normalize_json(value: Any, tool_result: bool = False) -> Any:
     recording replays) matches by type and pixel size only: its bytes differ with the
     machine's fonts and matplotlib's version."""
     if isinstance(value, dict):
+        # A turn carrying function responses carries their images too (models other than
+        # Gemini 3 get them beside the responses): they match by size as well.
+        parts = value.get("parts")
+        tool_result = tool_result or (isinstance(parts, list) and any(
+            isinstance(p, dict) and ("functionResponse" in p or "function_response" in p) for p in parts))
         out = {}
         for k, v in value.items():
             if v is not None:
