@@ -198,6 +198,8 @@ class Answer:
                     call.result = {"error": "Tool-call limit reached; not run."}
                 else:
                     call.kind = toolbox.kind(call.name)
+                    if call.kind == "code":
+                        call.number = sum(c.kind == "code" for c in self.tool_calls)
                     if self.on_progress is not None:
                         call.progress = lambda call=call: self.on_progress(call)
                     # Shown before the question, so the code to approve is on screen.

@@ -205,7 +205,8 @@ def _ask_in_terminal(call) -> bool:
     from .render.tools import call_signature
 
     if call.kind == "code":  # agent mode: nothing else shows the code here, so the question does
-        answer = input(f"Gemini wants to run this Python:\n{call.args.get('code', '')}\nRun this code? [y/N] ")
+        answer = input(f"Gemini wants to run this Python:\n{call.args.get('code', '')}\n"
+                       f"Run this code (#{call.number})? [y/N] ")
     else:
         answer = input(f"Allow Gemini to run {call_signature(call)}? [y/N] ")
     return answer.strip().lower() in ("y", "yes")

@@ -194,6 +194,8 @@ class ToolCall:
     edited: bool = False  # the user changed the code before it ran (the chat widget's Edit)
     detail: Any = None  # what a code run captured (agent.code_runs.CodeRun), for its card
     progress: Any = None  # () -> None: the front end shows the call again (a code run's output as it comes)
+    number: int = 0  # agent mode: which code run of the answer this is (#1, #2...), in its card and question
+    approved: bool | None = None  # what the user answered when asked (None: not asked)
 
 
 def _run_function(function: Callable, kwargs: dict) -> Any:
@@ -297,6 +299,7 @@ class Toolbox:
                 return self._refuse(call, f"Nobody can approve this call here ({type(exc).__name__}).")
             except Exception as exc:  # a bug in asking: refused, and said, never silently
                 return self._refuse(call, f"Asking for approval failed ({type(exc).__name__}: {exc}).")
+            call.approved = allowed
             if not allowed:
                 return self._refuse(call, "The user declined this call.")
         call.status = "running"

@@ -72,7 +72,7 @@ def test_an_error_goes_back_with_its_traceback_and_the_model_can_fix_it(ip, serv
     assert "site-packages" not in broken["error"] and "IPython" not in broken["error"]
     assert fixed == {"result": "2"}
     out = capsys.readouterr().out
-    assert "[Python: raised an error]" in out and "[Python: done]" in out and "Fixed: 2." in out
+    assert "[Python #1: raised an error]" in out and "[Python #2: done]" in out and "Fixed: 2." in out
 
 
 def test_a_figure_reaches_the_model_as_an_image_and_is_closed(ip, server):
@@ -302,7 +302,7 @@ def test_in_a_kernel_the_code_is_shown_then_asked_about(kern, server):
     server.queue(run_python("kernel_made = 6 * 7\nprint(kernel_made)"), "It is 42.")
     execution, prompts = run_answering(kern, "%%gemini --agent\nCompute it", ["y"])
     assert execution.status == "ok", execution.error
-    assert prompts == ["Run this code? [y/N] "]
+    assert prompts == ["Run this code (#1)? [y/N] "]
     updates = [m["content"]["data"].get("text/html", "") for m in execution.of_type("update_display_data")]
     asking = [u for u in updates if 'data-status="asking"' in u]
     assert asking and "kernel_made" in asking[0]  # the code was on screen before the question
@@ -357,7 +357,7 @@ def test_ask_from_python_shows_the_code_in_its_question(ip, server, monkeypatch)
     monkeypatch.setattr("builtins.input", lambda prompt="": asked.append(prompt) or "y")
     server.queue(run_python("from_python = 3"), "Three.")
     assert gemini_magic.ask("go", agent=True).read() == "Three."
-    assert asked == ["Gemini wants to run this Python:\nfrom_python = 3\nRun this code? [y/N] "]
+    assert asked == ["Gemini wants to run this Python:\nfrom_python = 3\nRun this code (#1)? [y/N] "]
     assert ip.user_ns["from_python"] == 3
 
 
@@ -391,3 +391,14 @@ def test_looking_tools_mask_memory_addresses(ip, server):
     agent(ip)
     listed, inspected = responses(server)
     assert "object at 0x…>" in listed["box"] and "object at 0x…>" in inspected["result"]
+
+
+def test_the_card_says_what_you_answered(ip, server, monkeypatch, capsys):
+    answers = iter(["n", "y"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
+    server.queue(run_python("declined = 1"), run_python("approved = 1", "r2"), "One of two.")
+    ok(ip, "%%gemini --agent\nTwo runs")
+    out = capsys.readouterr().out
+    assert "[Python #1: not run: you declined it]" in out
+    assert "[Python #2: done · you approved it]" in out
+    assert "declined" not in ip.user_ns and ip.user_ns["approved"] == 1

@@ -34,7 +34,7 @@ from tests.test_tools import (
 )
 from tests.test_tools import fc as call
 
-ASK = "Run this code? [y/N] "
+ASK = "Run this code (#1)? [y/N] "
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -99,7 +99,7 @@ def test_a_yes_covers_one_run_only(ip, server, tmp_path, answers):
                  Reply(parts=[call("run_python", {"code": touch(second)}, "c2")]), "Done.")
     ok(ip, "%%gemini --agent\nmake two files")
     assert first.exists() and not second.exists()
-    assert answers.prompts == [ASK, ASK]
+    assert answers.prompts == [ASK, ASK.replace("#1", "#2")]
     assert "declined" in last_response(server)["error"]
 
 

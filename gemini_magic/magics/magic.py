@@ -284,11 +284,13 @@ class GeminiMagics(Magics):
 
     def ask_approval(self, call) -> bool:
         """Ask in the cell before a tool runs ("Allow Gemini to run f(...)? [y/N]"); for
-        agent mode's code, shown above in its card, "Run this code? [y/N]"."""
+        agent mode's code, shown above in its card, "Run this code (#1)? [y/N]"."""
         from ..render.tools import call_signature
 
         if call.kind == "code":
-            answer = input("Run this code? [y/N] ")  # the code is shown above, in its card
+            # The code is shown above, in its card of the same number: the answers stay above
+            # the final cards once the cell ends, and the number says which was which.
+            answer = input(f"Run this code (#{call.number})? [y/N] ")
         else:
             answer = input(f"Allow Gemini to run {call_signature(call)}? [y/N] ")
         return answer.strip().lower() in ("y", "yes")

@@ -32,11 +32,19 @@ def status_words(call) -> str:
     words = _WORDS.get(call.status, call.status)
     if call.status in ("ok", "error") and call.seconds >= SLOW:
         words += f" in {call.seconds:.1f} s"
-    if call.status == "refused" and call.error:
-        words += f": {call.error}"
+    if call.status == "refused":
+        # The reason as the reader's own: the model's wording ("The user declined...") is not.
+        words += ": you declined it" if call.approved is False else \
+            f": {call.error[:1].lower()}{call.error[1:]}" if call.error else ""
+    elif call.approved and call.status != "asking":
+        words += " · you approved it"
     if call.edited:
         words += " (edited by you)"
     return words
+
+
+def title(call) -> str:
+    return f"Python #{call.number}" if call.number else "Python"
 
 
 def code_card_html(call) -> str:
@@ -44,7 +52,7 @@ def code_card_html(call) -> str:
     if run is not None and run.card is not None:
         return run.card
     code = str((call.args or {}).get("code", ""))
-    head = (f'<div class="gemini-code-run-head"><strong>Python</strong> · '
+    head = (f'<div class="gemini-code-run-head"><strong>{title(call)}</strong> · '
             f'<span class="gemini-tool-status">{html.escape(status_words(call))}</span></div>')
     body = [head, code_block(code, "python")]
     if run is not None:
@@ -101,7 +109,7 @@ def value_text(value) -> str:
 def code_card_text(call) -> str:
     """The card as plain text: the terminal's, and text/plain (nbval compares it)."""
     run = call.detail
-    lines = [f"[Python: {status_words(call)}]", str((call.args or {}).get("code", "")).rstrip()]
+    lines = [f"[{title(call)}: {status_words(call)}]", str((call.args or {}).get("code", "")).rstrip()]
     if run is not None:
         if run.stdout:
             lines += ["[stdout]", run.stdout.rstrip()]
