@@ -147,7 +147,7 @@ def test_run_skip_and_edit_by_clicking(notebook, fake):
     wait_until(lambda: "Fine, not run." in last_answer(chat) and idle(chat), 30, "the answer after Skip")
     card = last_card(chat)
     text = card.inner_text()
-    assert "not run: The user declined" in text and text.count("SHOULD NOT RUN") == 1, text  # in the code only
+    assert "not run: you declined it" in text and text.count("SHOULD NOT RUN") == 1, text  # in the code only
     assert "declined" in sent_response(fake)["error"]
     assert not (nb.lab.root / "skipped.txt").exists()
     nb.shot("2-skipped", chat)
