@@ -58,6 +58,13 @@ def summarize(value, limits: Limits | None = None) -> str:
             return repr(value)
     if isinstance(value, (list, tuple, set, frozenset)):
         items = list(value)
+        if isinstance(value, (set, frozenset)):
+            # A set's order follows string hashing, new in every process: sorted, a summary
+            # is the same on every run (and a recorded agent session replays).
+            try:
+                items.sort(key=repr)
+            except Exception:  # noqa: BLE001  (an item whose repr raises: as it came)
+                pass
         shown = ", ".join(_short_repr(v, limits) for v in items[: limits.items])
         more = f", ... [{len(items) - limits.items:,} more items]" if len(items) > limits.items else ""
         open_, close = {list: "[]", tuple: "()"}.get(type(value), "{}")

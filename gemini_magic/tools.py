@@ -294,6 +294,9 @@ class Toolbox:
                 return self._refuse(call, "Nobody can approve this call here (no way to ask).")
             try:
                 allowed = bool(self.ask(call))
+            except KeyboardInterrupt:  # Ctrl-C at the question: not run, and the answer stops
+                self._interrupted(call)
+                raise
             except (EOFError, OSError, NotImplementedError) as exc:
                 # A frontend that cannot ask (nbclient, papermill: no stdin) refuses.
                 return self._refuse(call, f"Nobody can approve this call here ({type(exc).__name__}).")
@@ -308,30 +311,33 @@ class Toolbox:
             arguments = bound.validator.model_validate(call.args or {})
             kwargs = {name: getattr(arguments, name) for name in bound.validator.model_fields}
             value = bound.run(call, kwargs) if bound.run is not None else _run_function(bound.function, kwargs)
+            call.seconds = time.perf_counter() - started
+            respond = getattr(value, "tool_response", None)
+            if callable(respond) and bound.run is not None:
+                # A built-in tool's own answer (a code run: its outputs, its error, its figures).
+                status, call.result, call.shown, call.parts = respond(call)
+                call.error = call.shown if status != "ok" else ""
+            else:
+                secrets = tuple(s for s in (self.secrets() if self.secrets else []) if s)
+                status = "ok"
+                call.result, call.shown, call.parts = to_response(value, secrets=secrets)
+            call.status = status
         except KeyboardInterrupt:
             call.seconds = time.perf_counter() - started
-            call.status = "interrupted"
-            call.error = "Interrupted by the user."
-            call.result = {"error": "Interrupted by the user before it finished."}
+            self._interrupted(call)
             raise
         except Exception as exc:  # the model hears of it and may try again
             call.seconds = time.perf_counter() - started
             call.status = "error"
             call.error = f"{type(exc).__name__}: {exc}"
             call.result = {"error": call.error}
-            return call
-        call.seconds = time.perf_counter() - started
-        respond = getattr(value, "tool_response", None)
-        if callable(respond) and bound.run is not None:
-            # A built-in tool's own answer (a code run: its outputs, its error, its figures).
-            call.status, call.result, call.shown, call.parts = respond(call)
-            if call.status != "ok":
-                call.error = call.shown
-        else:
-            call.status = "ok"
-            secrets = tuple(s for s in (self.secrets() if self.secrets else []) if s)
-            call.result, call.shown, call.parts = to_response(value, secrets=secrets)
         return call
+
+    @staticmethod
+    def _interrupted(call: ToolCall) -> None:
+        call.status = "interrupted"
+        call.error = "Interrupted by the user."
+        call.result = {"error": "Interrupted by the user before it finished."}
 
     def _scrub(self, call: ToolCall) -> None:
         """The key out of what a call returns and shows (agent code can print os.environ)."""

@@ -402,3 +402,75 @@ def test_the_card_says_what_you_answered(ip, server, monkeypatch, capsys):
     assert "[Python #1: not run: you declined it]" in out
     assert "[Python #2: done · you approved it]" in out
     assert "declined" not in ip.user_ns and ip.user_ns["approved"] == 1
+
+
+# -- what the review found -------------------------------------------------------------
+
+
+def test_a_response_over_the_bound_is_cut_and_the_loop_goes_on(ip, server):
+    ok(ip, "import pandas as pd\ndf = pd.DataFrame({'a': range(60), 'b': range(60), 'c': ['text'] * 60})")
+    code = "from IPython.display import display\nprint(df.describe())\nfor r in range(8):\n    display(df)\n'v' * 5000"
+    server.queue(run_python(code), "Bounded.")
+    agent(ip)
+    sent = last_response(server)
+    assert len(json.dumps(sent)) < 8000 + 1000
+    assert sent["displayed"][-1].startswith("[truncated:") and "more displayed output(s) left out" in \
+        sent["displayed"][-1]
+
+
+def test_a_value_whose_repr_raises_still_ends_the_run(ip, server, capsys):
+    server.queue(run_python("class Bad:\n    def __repr__(self):\n        raise ValueError('no')\nBad()"), "Odd.")
+    agent(ip)
+    assert "its text raised ValueError" in last_response(server)["result"]
+    assert "[Python #1: done]" in capsys.readouterr().out
+
+
+def test_bytes_written_to_stdout_are_an_error_not_a_crash(ip, server):
+    server.queue(run_python("import sys\nsys.stdout.write(b'x')"), "Noted.")
+    agent(ip)
+    assert "TypeError: write() argument must be str, not bytes" in last_response(server)["error"]
+
+
+def test_a_fake_dataframe_cannot_put_markup_in_the_card(ip, server):
+    code = ("class DataFrame:\n    __module__ = 'pandas.core.frame'\n"
+            "    def to_html(self, **k):\n        return '<img src=x onerror=alert(1)>'\n"
+            "    def __repr__(self):\n        return '<img src=x onerror=alert(1)>'\nDataFrame()")
+    server.queue(run_python(code), "Hm.")
+    answer = gemini_magic.ask("show", agent=True, approve="auto").wait()
+    from gemini_magic.render.bundles import compose
+
+    html = compose(answer, "markdown")["text/html"]
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_a_sets_summary_is_the_same_in_every_process(ip, server):
+    ok(ip, "regions = {'north', 'south', 'east', 'west'}")
+    server.queue(Reply(parts=[fc("list_variables", {}, "l1")]), "Four.")
+    agent(ip)
+    assert responses(server)[0]["regions"] == "set: {'east', 'north', 'south', 'west'}"
+
+
+def test_a_file_name_that_is_not_utf8_can_be_sent_and_recorded(ip, server, tmp_path):
+    command(ip, f"record {tmp_path / 'rec.gemini.json'}")
+    server.queue(run_python("print(b'caf\\xe9.csv'.decode('utf-8', 'surrogateescape'))"), "A file.")
+    agent(ip)
+    assert last_response(server)["stdout"] == "caf\\udce9.csv\n"
+
+
+def test_ctrl_c_at_the_question_marks_the_call_and_stops(ip, server, monkeypatch):
+    def interrupted(prompt=""):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("builtins.input", interrupted)
+    server.queue(run_python("never = 1"), "Not asked.")
+    answer = gemini_magic.ask("Go", agent=True).wait()
+    assert answer.interrupted and "never" not in ip.user_ns
+    call = answer.tool_calls[0]
+    assert call.status == "interrupted"  # not left "waiting for your approval"
+    assert len([r for r in server.requests if r.action in GENERATE]) == 1
+
+
+def test_approve_never_without_stdin_is_not_told_it_cannot_ask(kern, server):
+    server.queue(run_python("x = 1"), "Refused.")
+    execution, _ = run_answering(kern, "%%gemini --agent --approve never\nGo", allow_stdin=False)
+    assert execution.status == "ok", execution.error

@@ -373,3 +373,25 @@ def test_an_unknown_function_never_runs(ip, server, tmp_path, answers, name, arg
     error = last_response(server)["error"]
     assert f"No function named {name!r} is available." in error
     assert "run_python" in error  # it hears which ones there are
+
+
+@pytest.mark.parametrize("name, words", [
+    ("os.environ", "is in a module"),
+    ("os", "is in a module"),
+    ("In", "No variable named 'In'"),
+    ("_oh", "No variable named '_oh'"),
+])
+def test_inspect_reaches_only_the_users_variables(ip, server, name, words):
+    define(ip, "import os")
+    server.queue(Reply(parts=[call("inspect", {"name": name}, "i1")]), "No.")
+    ok(ip, "%%gemini --agent\nLook")
+    assert words in last_response(server)["error"]
+
+
+def test_a_variable_holding_the_environment_is_opaque(ip, server, monkeypatch):
+    monkeypatch.setenv("OTHER_SERVICE_TOKEN", "other-secret-123456")
+    define(ip, "import os\nenv = os.environ")
+    server.queue(Reply(parts=[call("list_variables", {}, "l1"), call("inspect", {"name": "env"}, "i1")]), "No.")
+    ok(ip, "%%gemini --agent\nLook")
+    assert "other-secret-123456" not in bodies(server)
+    assert "the process environment: not shown" in bodies(server)

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..context import Limits
 
-INSTRUCTION_VERSION = 1
+INSTRUCTION_VERSION = 2  # 2: shell commands through `!cmd` or subprocess with capture_output
 INSTRUCTION = """\
 You are a data-analysis agent working inside the user's Jupyter notebook, in a live Python kernel. \
 Your tools:
@@ -35,6 +35,8 @@ How to work:
 - Run small steps and read each result. When code fails, read the traceback, fix it and run again.
 - Keep the user's existing variables and files unchanged unless asked: put your results in new variables.
 - Plot with matplotlib (pandas' .plot is fine); the figure reaches you as an image.
+- Run shell commands as `!cmd` or with subprocess and capture_output=True: output written straight to the \
+process's file descriptors does not reach you.
 - No top-level await. Never print secrets, keys or environment variables.
 - The user approves each run_python call and may decline or edit it. If a call is declined, do not run \
 the same code again: say what you wanted to do, or take another way.

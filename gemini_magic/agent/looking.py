@@ -3,6 +3,11 @@
 None of them evaluates anything the model wrote: `inspect` takes a name (dotted
 attributes at most), read with `inspect.getattr_static`, so no property or
 `__getattr__` runs; running code is `run_python`'s alone, and it asks first.
+
+They run without asking, so they reach only the user's own variables: not modules (no
+`os.environ` through `inspect("os.environ")`), not IPython's history, and the process
+environment shows as opaque wherever a variable holds it: a prompt injection in the data
+must not be able to read other secrets without a question.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ MAX_VARIABLES = 100
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 # What a notebook's namespace holds that is not the user's data (as %who leaves out).
 _SKIPPED_TYPES = ("module", "function", "builtin_function_or_method", "type")
+_NOT_VARIABLES = ("In", "Out", "exit", "quit", "get_ipython")
 
 
 def user_variables(shell) -> dict:
@@ -23,7 +29,7 @@ def user_variables(shell) -> dict:
     hidden = getattr(shell, "user_ns_hidden", {})
     return {name: value for name, value in shell.user_ns.items()
             if not name.startswith("_") and name not in hidden and type(value).__name__ not in _SKIPPED_TYPES
-            and name not in ("In", "Out", "exit", "quit", "get_ipython")}
+            and name not in _NOT_VARIABLES}
 
 
 def list_variables(shell, limits: Limits) -> dict:
@@ -40,17 +46,24 @@ def list_variables(shell, limits: Limits) -> dict:
 
 
 def inspect_value(shell, name: str, limits: Limits) -> str:
-    """A bounded view of one value, by name or dotted attribute path (never evaluated)."""
+    """A bounded view of one of the user's variables, by name or dotted attribute path
+    (never evaluated); modules are not entered."""
+    import types
+
     name = name.strip()
     if not _NAME.fullmatch(name):
         raise ValueError(f"{name!r} is not a variable name (a name or name.attribute; expressions are "
                          "not evaluated here: use run_python).")
     first, *rest = name.split(".")
-    if first not in shell.user_ns:
+    hidden = getattr(shell, "user_ns_hidden", {})
+    if first not in shell.user_ns or first.startswith("_") or first in hidden or first in _NOT_VARIABLES:
         raise NameError(f"No variable named {first!r} in the notebook.")
     value = shell.user_ns[first]
-    for attribute in rest:
-        value = _inspect.getattr_static(value, attribute)
+    for attribute in [None, *rest]:
+        if isinstance(value, types.ModuleType):
+            raise ValueError(f"{name!r} is in a module: inspect looks at the notebook's variables only.")
+        if attribute is not None:
+            value = _inspect.getattr_static(value, attribute)
     return f"{name}: {_type_name(value)}\n{_safe_summary(value, limits)}"
 
 
@@ -70,8 +83,12 @@ def _type_name(value) -> str:
 
 
 def _safe_summary(value, limits: Limits) -> str:
+    import os
+
     from .code_runs import _stable
 
+    if isinstance(value, type(os.environ)):
+        return "<the process environment: not shown (it holds keys and passwords)>"
     try:
         return _stable(summarize(value, limits))  # no memory addresses: a replay sends the same
     except Exception as exc:  # noqa: BLE001  (a value whose str() fails still gets a line)

@@ -63,7 +63,7 @@ def _check_can_ask(magics, recipe) -> None:
     such a run anyway: this only saves a request that could not do what was asked."""
     toolbox = recipe.toolbox
     kernel = getattr(magics.shell, "kernel", None)
-    if toolbox is None or toolbox.code_approve == "auto" or kernel is None:
+    if toolbox is None or toolbox.code_approve != "ask" or toolbox.approve == "never" or kernel is None:
         return
     if getattr(kernel, "_allow_stdin", True) is False:
         raise GeminiError("Agent mode asks before it runs code, and this frontend cannot ask (it has no input: "
@@ -73,33 +73,17 @@ def _check_can_ask(magics, recipe) -> None:
 
 def _code_that_ran(magics, answer, key: str) -> None:
     """The code the agent ran, in the notebook: cells below where the JupyterLab
-    extension can insert several, else one block to copy. Only runs that succeeded,
-    in order: re-running them redoes the analysis."""
+    extension can insert several (an answer that ran none removes the earlier ones),
+    else one block to copy."""
     from IPython.display import display
 
-    from ..render.code import code_block
+    from ..render.code_cards import code_that_ran
 
-    codes = [str(call.args.get("code", "")).strip() for call in answer.tool_calls
-             if call.kind == "code" and call.status == "ok"]
-    codes = [code for code in codes if code]
-    if not codes:
-        return
-    frontend = magics.frontend
-    n = len(codes)
-    metadata = {}
-    if getattr(frontend, "inserts_many", False):
-        from ..frontend import insert_metadata
-
-        metadata = {"gemini_magic": insert_metadata(key, "\n\n".join(codes), False, cells=codes)}
-        words = f"The code Gemini ran is in the {n} cell{'s' * (n != 1)} below."
-        bundle = {"text/plain": words, "text/html": f"<div><em>{words}</em></div>"}
-    else:
-        joined = "\n\n".join(codes)
-        words = f"The code Gemini ran ({n} run{'s' * (n != 1)}), to copy into a cell:"
-        bundle = {"text/plain": f"{words}\n{joined}",
-                  "text/html": f'<div class="gemini-code-ran"><div><em>{words}</em></div>'
-                               f"{code_block(joined, 'python')}</div>"}
-    display(bundle, raw=True, metadata=metadata)
+    many = getattr(magics.frontend, "inserts_many", False)
+    shown = code_that_ran(answer.tool_calls, key, many)
+    if shown is not None:
+        bundle, metadata = shown
+        display(bundle, raw=True, metadata=metadata)
 
 
 def _next_cell(magics, text: str, by_kernel: bool) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 
+from ..agent.code_runs import CARD_IMAGES, CARD_STREAM_CHARS
 from .code import code_block, image
 from .tools import SLOW
 
@@ -25,7 +26,6 @@ _FINISHED = ("ok", "error", "refused", "unknown", "skipped", "interrupted")
 _PRE = 'style="white-space:pre-wrap;margin:2px 0 4px"'
 _ERR = 'style="white-space:pre-wrap;margin:2px 0 4px;background:rgba(255,0,0,0.06)"'
 _LABEL = 'style="opacity:0.7;font-size:smaller;margin-top:4px"'
-TABLE_ROWS = 10  # of a DataFrame value shown in the card (the model sees its own summary)
 
 
 def status_words(call) -> str:
@@ -69,41 +69,31 @@ def code_card_html(call) -> str:
 def _outputs_html(run) -> str:
     out = []
     if run.stdout:
-        out.append(f"<pre {_PRE}>{html.escape(run.stdout)}</pre>")
+        out.append(f"<pre {_PRE}>{html.escape(_bounded_stream(run.stdout))}</pre>")
     if run.stderr:
-        out.append(f"<pre {_ERR}>{html.escape(run.stderr)}</pre>")
+        out.append(f"<pre {_ERR}>{html.escape(_bounded_stream(run.stderr))}</pre>")
     for bundle in run.displayed:
         out.append(f"<pre {_PRE}>{html.escape(bundle.get('text/plain', ''))}</pre>")
-    for png in run.images:
-        out.append(image("image/png", base64.b64encode(png).decode(), "figure"))
+    for mime, data in run.images[:CARD_IMAGES]:
+        out.append(image(mime, base64.b64encode(data).decode(), "figure"))
+    if len(run.images) > CARD_IMAGES:
+        out.append(f"<div {_LABEL}>[{len(run.images) - CARD_IMAGES} more image(s) not shown]</div>")
     if run.has_value:
-        out.append(f"<div {_LABEL}>value</div>{_value_html(run.value)}")
+        # A DataFrame as pandas draws it (escaped, by pandas' own method), else its text.
+        shown = run.value_table or f"<pre {_PRE}>{html.escape(run.value_shown)}</pre>"
+        out.append(f"<div {_LABEL}>value</div>{shown}")
     if run.error is not None:
         out.append(f"<pre {_ERR}>{html.escape(run.error.traceback)}</pre>")
     return "".join(out)
 
 
-def _value_html(value) -> str:
-    kind = type(value)
-    if kind.__module__.startswith("pandas") and kind.__name__ == "DataFrame":
-        try:
-            # pandas escapes every cell and label (escape=True); no notebook styles needed.
-            return value.to_html(max_rows=TABLE_ROWS, max_cols=20, escape=True, border=0,
-                                 classes="gemini-table")
-        except Exception:  # noqa: BLE001  (a frame that cannot draw itself: its text below)
-            pass
-    return f"<pre {_PRE}>{html.escape(value_text(value))}</pre>"
-
-
-def value_text(value) -> str:
-    kind = type(value)
-    try:
-        if kind.__module__.startswith("pandas") and kind.__name__ in ("DataFrame", "Series"):
-            return value.to_string(max_rows=TABLE_ROWS)
-        text = repr(value)
-    except Exception as exc:  # noqa: BLE001
-        return f"<{kind.__name__} object; its repr raised {type(exc).__name__}>"
-    return text if len(text) <= 4000 else text[:4000] + f"... [{len(text) - 4000:,} more characters]"
+def _bounded_stream(text: str) -> str:
+    """A card's stdout or stderr: its head and tail when very long (the frontend, and the
+    saved notebook, would carry all of it otherwise)."""
+    if len(text) <= CARD_STREAM_CHARS:
+        return text
+    half = CARD_STREAM_CHARS // 2
+    return f"{text[:half]}\n[... {len(text) - 2 * half:,} characters not shown ...]\n{text[-half:]}"
 
 
 def code_card_text(call) -> str:
@@ -112,15 +102,38 @@ def code_card_text(call) -> str:
     lines = [f"[{title(call)}: {status_words(call)}]", str((call.args or {}).get("code", "")).rstrip()]
     if run is not None:
         if run.stdout:
-            lines += ["[stdout]", run.stdout.rstrip()]
+            lines += ["[stdout]", _bounded_stream(run.stdout).rstrip()]
         if run.stderr:
-            lines += ["[stderr]", run.stderr.rstrip()]
+            lines += ["[stderr]", _bounded_stream(run.stderr).rstrip()]
         lines += [bundle.get("text/plain", "") for bundle in run.displayed]
         if run.images:
             lines.append(f"[{len(run.images)} image(s)]")
         if run.has_value:
-            lines += ["[value]", value_text(run.value)]
+            lines += ["[value]", run.value_shown]
         if run.error is not None:
             lines += ["[error]", run.error.traceback.rstrip()]
         return run.clean("\n".join(lines))
     return "\n".join(lines)
+
+
+def code_that_ran(calls, key: str, cells: bool) -> tuple[dict, dict] | None:
+    """(bundle, metadata) showing the code of the runs that succeeded, in order: as cells
+    below the asking cell when the front end inserts several (`cells`: the metadata asks
+    for them, and for none when no code ran, so earlier ones go), else one block to copy.
+    None when there is nothing to show."""
+    from ..frontend import insert_metadata
+
+    codes = [str(call.args.get("code", "")).strip() for call in calls if call.kind == "code" and call.status == "ok"]
+    codes = [code for code in codes if code]
+    n = len(codes)
+    if cells:
+        metadata = {"gemini_magic": insert_metadata(key, "", False, cells=codes)}
+        words = f"The code Gemini ran is in the {n} cell{'s' * (n != 1)} below." if n else "Gemini ran no code."
+        return {"text/plain": words, "text/html": f"<div><em>{html.escape(words)}</em></div>"}, metadata
+    if not n:
+        return None
+    joined = "\n\n".join(codes)
+    words = f"The code Gemini ran ({n} run{'s' * (n != 1)}), to copy into a cell:"
+    block = code_block(joined, "python")
+    return {"text/plain": f"{words}\n{joined}",
+            "text/html": f'<div class="gemini-code-ran"><div><em>{words}</em></div>{block}</div>'}, {}

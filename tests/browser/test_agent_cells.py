@@ -262,6 +262,7 @@ def test_approval_in_the_stdin_box(open_notebook, fake):
     assert cards(out).first.get_attribute("data-status") == "refused"
     text = out.inner_text()
     assert "Fine, I did not run it." in text and "cells below" not in text and "cell below" not in text, text
+    assert "Gemini ran no code." in text
     assert "RAN 42" not in text
     assert out.locator(".jp-Stdin").count() == 0
     assert "declined" in sent_responses(fake)[-1]["error"]
@@ -287,3 +288,11 @@ def test_approval_in_the_stdin_box(open_notebook, fake):
     assert (state["approved"], state["marker"]) == (42, True), state
     assert nb.prompt(2) == "[ ]:"
     nb.shot("5-approved", ASK_APPROVE)
+
+    # n again: no code ran this time, so the cell the last answer put below goes.
+    fake.queue(run_call(APPROVED_CODE, "c3"), Reply(text="Fine, I did not run it."))
+    prompt = nb.start(ASK_APPROVE)
+    answer_stdin(nb, ASK_APPROVE, "n", "n")
+    nb.finish(prompt, "the refused agent cell, again")
+    nb.settled([LOAD, ASK_APPROVE, PROBE])
+    assert "Gemini ran no code." in nb.output(ASK_APPROVE).inner_text()
