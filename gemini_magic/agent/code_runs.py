@@ -76,7 +76,7 @@ class CodeRun:
         reaches a slow repr); the key is scrubbed before anything is cut."""
         limits = dataclasses.replace(self.limits, secrets=tuple(self.secrets))
         self.has_value = True
-        self.value_summary = _stable(self.clean(_safely(lambda: summarize(value, limits), value)))
+        self.value_summary = stable_text(self.clean(_safely(lambda: summarize(value, limits), value)))
         self.value_shown = self.clean(_safely(lambda: _shown(value), value))
         self.value_table = self.clean(_safely(lambda: _table(value), value, ""))
 
@@ -93,8 +93,8 @@ class CodeRun:
         # The key is scrubbed before anything is cut: a key across a cut would get past a scrub after.
         for name, text in (("stdout", self.stdout), ("stderr", self.stderr)):
             if text:
-                response[name] = _head_tail(_stable(self.clean(text)), STREAM_CHARS)
-        texts = [_stable(self.clean(bundle.get("text/plain", ""))) for bundle in self.displayed
+                response[name] = _head_tail(stable_text(self.clean(text)), STREAM_CHARS)
+        texts = [stable_text(self.clean(bundle.get("text/plain", ""))) for bundle in self.displayed
                  if "text/plain" in bundle]
         if texts:
             response["displayed"] = [_head_tail(t, STREAM_CHARS) for t in texts]
@@ -106,7 +106,7 @@ class CodeRun:
             if len(self.images) > len(shown):
                 response["images"] += f"; {len(self.images) - len(shown)} more not sent"
         if self.error is not None:
-            response["error"] = _tail(_stable(self.clean(self.error.traceback)), TRACEBACK_CHARS)
+            response["error"] = _tail(stable_text(self.clean(self.error.traceback)), TRACEBACK_CHARS)
         if self.interrupted:
             response["error"] = "Interrupted by the user before it finished."
         if not response or list(response) in (["edited_by_user", "code_that_ran"],):
@@ -371,7 +371,8 @@ def _new_figures(before: set) -> list[tuple[str, bytes]]:
     return images
 
 
-def _stable(text: str) -> str:
+def stable_text(text: str) -> str:
+    """`text` without what differs between runs of the same code (memory addresses)."""
     return _ADDRESS.sub("0x…", text)
 
 

@@ -85,11 +85,11 @@ def _type_name(value) -> str:
 def _safe_summary(value, limits: Limits) -> str:
     import os
 
-    from .code_runs import _stable
+    from .code_runs import stable_text
 
     if isinstance(value, type(os.environ)):
         return "<the process environment: not shown (it holds keys and passwords)>"
     try:
-        return _stable(summarize(value, limits))  # no memory addresses: a replay sends the same
+        return stable_text(summarize(value, limits))  # no memory addresses: a replay sends the same
     except Exception as exc:  # noqa: BLE001  (a value whose str() fails still gets a line)
         return f"<{type(value).__name__} object; its text raised {type(exc).__name__}>"

@@ -18,8 +18,8 @@ What ipykernel (6 and 7) does, read in its source (kernelbase.py, kernelapp.py):
   requests (cells) and comm messages (widget clicks) of the main shell are handled on
   it; the control channel (interrupt, shutdown) and, in ipykernel 7, the shell channel's
   socket have threads of their own. A callback added with `io_loop.add_callback` (safe
-  from any thread) therefore runs between cells, never during one: never alongside a
-  cell's output.
+  from any thread) therefore runs between cells, not during one; the exception is a cell
+  that awaits at the top level, which lets the loop turn (and such a job in) meanwhile.
 - `IPKernelApp.init_signal` ignores SIGINT (SIG_IGN); `Kernel.pre_handler_hook` installs
   `signal.default_int_handler` only while a shell message is handled, and an interrupt
   request (or the kernel manager's own signal) sends the process SIGINT. A job run from
