@@ -26,6 +26,7 @@ from gemini_magic.widgets.approval import Approval
 from gemini_magic.widgets.code_approval import CodeApproval
 from tests.fake_gemini import Reply
 from tests.test_tools import contents, declarations, fc, function_calls, function_responses, last_response
+from tests.test_widgets import wait_for as widgets_wait_for
 
 AGENT_TOOLS = {"run_python", "list_variables", "inspect", "read_cells"}
 
@@ -58,13 +59,8 @@ def make(ip):
 
 
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    # test_widgets' own, with more time: an agent step runs code as well as a request.
+    return widgets_wait_for(predicate, timeout, what)
 
 
 def question(chat):

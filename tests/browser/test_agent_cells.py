@@ -70,27 +70,6 @@ def context(lab):
 
 
 class AgentNotebook(Notebook):
-    def start(self, source: str):
-        """Start running the cell with this source (Ctrl+Enter) without waiting for it;
-        returns its prompt, watched so `finish` knows it went busy (a [*]) since."""
-        prompt = self.cell(self.sources().index(source)).locator(".jp-InputPrompt")
-        prompt.evaluate(
-            "el => { el.dataset.sawBusy = ''; if (el._gmObserver) el._gmObserver.disconnect();"
-            " el._gmObserver = new MutationObserver(() => {"
-            "   if (el.textContent.includes('*')) el.dataset.sawBusy = '1'; });"
-            " el._gmObserver.observe(el, {childList: true, subtree: true, characterData: true}); }")
-        prompt.click()  # selects the cell, command mode
-        self.page.keyboard.press("Control+Enter")
-        dialog = self.page.locator(".jp-Dialog .jp-mod-accept")
-        if dialog.count():  # a stray "Select Kernel" dialog: accept it and run again
-            dialog.first.click()
-            self.page.keyboard.press("Control+Enter")
-        return prompt
-
-    def finish(self, prompt, what: str, timeout: float = 60) -> None:
-        wait_until(lambda: prompt.get_attribute("data-saw-busy") == "1"
-                   and re.fullmatch(r"\[\d+\]:", prompt.inner_text().strip()), timeout, f"{what} to run")
-
     def output(self, source: str):
         return self.cell(self.sources().index(source)).locator(".jp-OutputArea")
 

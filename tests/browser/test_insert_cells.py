@@ -117,11 +117,10 @@ class Notebook:
     def prompt(self, index: int) -> str:
         return self.cell(index).locator(".jp-InputPrompt").inner_text().strip()
 
-    def run(self, source: str, timeout: float = 60) -> None:
-        """Run the code cell with this source in place (Ctrl+Enter) and wait until it has
-        run (its prompt showed [*], then a number: a re-run's number is a new one)."""
-        index = self.sources().index(source)
-        prompt = self.cell(index).locator(".jp-InputPrompt")
+    def start(self, source: str):
+        """Start running the code cell with this source in place (Ctrl+Enter), without
+        waiting; its prompt, watched so a wait knows it went busy (a [*]) since."""
+        prompt = self.cell(self.sources().index(source)).locator(".jp-InputPrompt")
         prompt.evaluate(
             "el => { el.dataset.sawBusy = ''; if (el._gmObserver) el._gmObserver.disconnect();"
             " el._gmObserver = new MutationObserver(() => {"
@@ -133,9 +132,17 @@ class Notebook:
         if dialog.count():  # a stray "Select Kernel" dialog: accept it and run again
             dialog.first.click()
             self.page.keyboard.press("Control+Enter")
+        return prompt
+
+    def run(self, source: str, timeout: float = 60) -> None:
+        """Run the code cell with this source and wait until it has run (its prompt showed
+        [*], then a number: a re-run's number is a new one)."""
+        self.finish(self.start(source), f"the cell {source[:30]!r}", timeout)
+
+    def finish(self, prompt, what: str, timeout: float = 60) -> None:
+        """Wait until the cell of this prompt (from `start`) has run."""
         wait_until(lambda: prompt.get_attribute("data-saw-busy") == "1"
-                   and re.fullmatch(r"\[\d+\]:", prompt.inner_text().strip()), timeout,
-                   f"the cell {source[:30]!r} to run")
+                   and re.fullmatch(r"\[\d+\]:", prompt.inner_text().strip()), timeout, f"{what} to run")
 
     def settled(self, expected: list[str]) -> None:
         """The code cells become `expected` and stay so (nothing else arrives afterwards)."""
