@@ -11,7 +11,6 @@ the model's code made, never a flag the product set.
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import threading
 import time
@@ -26,6 +25,7 @@ from gemini_magic.widgets.approval import Approval
 from gemini_magic.widgets.code_approval import CodeApproval
 from tests.fake_gemini import Reply
 from tests.test_tools import contents, declarations, fc, function_calls, function_responses, last_response
+from tests.test_widgets import _updates_until as widget_updates_until
 from tests.test_widgets import wait_for as widgets_wait_for
 
 AGENT_TOOLS = {"run_python", "list_variables", "inspect", "read_cells"}
@@ -432,23 +432,8 @@ def test_run_pending_runs_what_waits_here(loop):
 
 
 def _status_updates_until(kern, done, timeout: float = 30.0) -> list[str]:
-    """Widget `value` updates seen on IOPub until `done(values)` (the main thread may be busy)."""
-    values: list[str] = []
-    deadline = time.monotonic() + timeout
-    while not done(values):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"not seen in {timeout} s; saw {values[-3:]}")
-        try:
-            msg = kern.client.get_iopub_msg(timeout=remaining)
-        except queue.Empty:
-            continue
-        if msg["msg_type"] == "comm_msg":
-            data = msg["content"]["data"]
-            value = data.get("state", {}).get("value") if data.get("method") == "update" else None
-            if isinstance(value, str):
-                values.append(value)
-    return values
+    """test_widgets' own reader of widget updates, with more time (the main thread may be busy)."""
+    return widget_updates_until(kern, done, timeout)
 
 
 def _poll(kern, code: str, expected: str, what: str, tries: int = 400) -> None:
