@@ -124,11 +124,18 @@ class Lab:
                 time.sleep(0.25)
         raise RuntimeError(f"JupyterLab did not answer in {timeout} s; see {self.log}")
 
-    def api(self, path: str):
-        request = urllib.request.Request(f"{self.url}{path}", headers={"Authorization": f"token {self.token}"})
+    def api(self, path: str, method: str = "GET"):
+        request = urllib.request.Request(f"{self.url}{path}", method=method,
+                                         headers={"Authorization": f"token {self.token}"})
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
-        with opener.open(request, timeout=5) as response:
+        with opener.open(request, timeout=10) as response:
             return json.loads(response.read() or b"null")
+
+    def delete_sessions(self, notebook: str) -> None:
+        """Shut the notebook's kernel down through the server's REST API (two cores are few)."""
+        for session in self.api("/api/sessions"):
+            if session.get("path", "").endswith(notebook):
+                self.api(f"/api/sessions/{session['id']}", "DELETE")
 
     def kernel_ready(self, notebook: str) -> bool:
         """The notebook's kernel exists, is idle and has a connection (the page's)."""
@@ -157,13 +164,43 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def write_notebook(path: Path, cells: list[str]) -> None:
+def write_notebook(path: Path, cells: list) -> None:
+    """Code cells, each a source or a (source, metadata) pair."""
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    pairs = [(cell, {}) if isinstance(cell, str) else cell for cell in cells]
+    nb.cells = [nbformat.v4.new_code_cell(source, metadata=metadata) for source, metadata in pairs]
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nbformat.write(nb, path)
+
+
+class LabNotebook:
+    """One notebook, written with `cells` and open in its own Lab workspace (so no other
+    test's tabs come back), its kernel idle."""
+
+    def __init__(self, lab: Lab, context, name: str, cells: list):
+        self.lab, self.name = lab, name
+        write_notebook(lab.root / name, cells)
+        self.page = context.new_page()
+        workspace = name.removesuffix(".ipynb").replace("_", "-")
+        self.page.goto(f"{lab.url}/lab/workspaces/{workspace}/tree/{name}?token={lab.token}")
+        tab = self.page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=name).first
+        tab.wait_for(timeout=60_000)
+        self.panel = self.page.locator(f"[id='{tab.get_attribute('data-id')}']")
+        self.panel.locator(".jp-CodeCell").first.wait_for()
+        wait_until(lambda: lab.kernel_ready(name), 60, f"the kernel of {name} to be idle")
+
+    def cell(self, index: int):
+        return self.panel.locator(".jp-CodeCell").nth(index)
+
+    def close(self) -> None:
+        """Close the page and shut the notebook's kernel down."""
+        self.page.close()
+        try:
+            self.lab.delete_sessions(self.name)
+        except OSError:
+            pass
 
 
 def serve_lab(tmp_path_factory, label: str, env: dict, *, extension: str = "required", notebooks=()):

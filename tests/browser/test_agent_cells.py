@@ -26,7 +26,7 @@ import re
 import pytest
 
 from tests.browser.lab import ARTIFACTS, browser_context, serve_fake, serve_lab, wait_until
-from tests.browser.test_insert_cells import Notebook, delete_session
+from tests.browser.test_insert_cells import Notebook
 from tests.conftest import TEST_KEY, kernel_environment
 from tests.fake_gemini import Reply
 from tests.test_tools import contents, fc, function_responses
@@ -104,13 +104,7 @@ def open_notebook(lab, context, fake):
     yield open_
     fake.reset()
     for notebook in opened:
-        notebook.page.close()
-        try:  # shut its kernel down (two cores are few)
-            for session in lab.api("/api/sessions"):
-                if session.get("path", "").endswith(notebook.name):
-                    delete_session(lab, session["id"])
-        except OSError:
-            pass
+        notebook.close()
 
 
 def cards(output):

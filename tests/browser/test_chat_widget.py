@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.request
 
 import pytest
 
@@ -67,21 +66,6 @@ def lab(tmp_path_factory, fake):
 @pytest.fixture(scope="module")
 def context(lab):
     yield from browser_context()
-
-
-def api_call(lab: Lab, method: str, path: str) -> None:
-    request = urllib.request.Request(f"{lab.url}{path}", method=method,
-                                     headers={"Authorization": f"token {lab.token}"})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
-    with opener.open(request, timeout=10):
-        pass
-
-
-def delete_sessions(lab: Lab, name: str) -> None:
-    """Shut the notebook's kernel down through the server's REST API."""
-    for session in lab.api("/api/sessions"):
-        if session.get("path", "").endswith(name):
-            api_call(lab, "DELETE", f"/api/sessions/{session['id']}")
 
 
 class Notebook:
@@ -130,7 +114,7 @@ class Notebook:
         """Close the page and shut the notebook's kernel down (two cores are few)."""
         self.page.close()
         try:
-            delete_sessions(self.lab, self.name)
+            self.lab.delete_sessions(self.name)
         except OSError:
             pass
 
@@ -359,7 +343,7 @@ def test_saved_notebook_reopened_shows_inert_static_transcript(open_notebook):
     assert TEST_KEY not in (nb.lab.root / name).read_text(encoding="utf-8")
 
     # The kernel goes; the page is reloaded: the widget cannot render, its transcript shows.
-    delete_sessions(nb.lab, name)
+    nb.lab.delete_sessions(name)
     wait_until(lambda: not any(s.get("path", "").endswith(name) for s in nb.lab.api("/api/sessions")), 20,
                "the session to be gone")
     nb.page.reload()

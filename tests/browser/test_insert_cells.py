@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.request
 
 import pytest
 
-from tests.browser.lab import ARTIFACTS, EXTENSION, Lab, browser_context, serve_lab, wait_until
+from tests.browser.lab import ARTIFACTS, EXTENSION, LabNotebook, browser_context, serve_lab, wait_until
 from tests.conftest import kernel_environment
 
 pytestmark = pytest.mark.browser
@@ -83,32 +82,8 @@ def context(lab):
     yield from browser_context()
 
 
-def write(path, cells: list[tuple[str, dict]]) -> None:
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source, metadata=metadata) for source, metadata in cells]
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    nbformat.write(nb, path)
-
-
-class Notebook:
-    """One notebook open in its own Lab workspace."""
-
-    def __init__(self, lab: Lab, context, name: str, cells: list[tuple[str, dict]]):
-        self.lab, self.name = lab, name
-        write(lab.root / name, cells)
-        self.page = context.new_page()
-        workspace = name.removesuffix(".ipynb").replace("_", "-")
-        self.page.goto(f"{lab.url}/lab/workspaces/{workspace}/tree/{name}?token={lab.token}")
-        tab = self.page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=name).first
-        tab.wait_for(timeout=60_000)
-        self.panel = self.page.locator(f"[id='{tab.get_attribute('data-id')}']")
-        self.panel.locator(".jp-CodeCell").first.wait_for()
-        wait_until(lambda: lab.kernel_ready(name), 60, f"the kernel of {name} to be idle")
-
-    def cell(self, index: int):
-        return self.panel.locator(".jp-CodeCell").nth(index)
+class Notebook(LabNotebook):
+    """One notebook open in its own Lab workspace, its cells run in place."""
 
     def sources(self) -> list[str]:
         return [t.replace("\u200b", "") for t in
@@ -187,20 +162,7 @@ def open_notebook(lab, context):
 
     yield open_
     for notebook in opened:
-        notebook.page.close()
-        try:  # shut its kernel down (two cores are few)
-            for session in lab.api("/api/sessions"):
-                if session.get("path", "").endswith(notebook.name):
-                    delete_session(lab, session["id"])
-        except OSError:
-            pass
-
-
-def delete_session(lab: Lab, session: str) -> None:
-    request = urllib.request.Request(f"{lab.url}/api/sessions/{session}", method="DELETE",
-                                     headers={"Authorization": f"token {lab.token}"})
-    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=10):
-        pass
+        notebook.close()
 
 
 # -- 1. the handshake ------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ import base64
 import json
 import re
 import struct
-import urllib.request
 import zlib
 
 import pytest
@@ -32,12 +31,11 @@ import pytest
 from tests.browser.lab import (
     ARTIFACTS,
     EXTENSION,
-    Lab,
+    LabNotebook,
     browser_context,
     serve_fake,
     serve_lab,
     wait_until,
-    write_notebook,
 )
 from tests.conftest import TEST_KEY, kernel_environment
 
@@ -101,24 +99,8 @@ def context(lab):
     yield from browser_context(clipboard_for=lab.url)
 
 
-class Notebook:
-    """One notebook open in its own Lab workspace (so no other test's tabs come back)."""
-
-    def __init__(self, lab: Lab, context, name: str, cells: list[str]):
-        self.lab, self.name = lab, name
-        write_notebook(lab.root / name, cells)
-        self.page = context.new_page()
-        workspace = name.removesuffix(".ipynb").replace("_", "-")
-        self.page.goto(f"{lab.url}/lab/workspaces/{workspace}/tree/{name}?token={lab.token}")
-        tab = self.page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=name).first
-        tab.wait_for(timeout=60_000)
-        self.panel = self.page.locator(f"[id='{tab.get_attribute('data-id')}']")
-        self.panel.locator(".jp-CodeCell").first.wait_for()
-        wait_until(lambda: lab.kernel_ready(name), 60, f"the kernel of {name} to be idle")
-
-    # cells
-    def cell(self, index: int):
-        return self.panel.locator(".jp-CodeCell").nth(index)
+class Notebook(LabNotebook):
+    """One notebook open in its own Lab workspace."""
 
     def output(self, index: int):
         return self.cell(index).locator(".jp-OutputArea")
@@ -206,24 +188,6 @@ class Notebook:
 
     def shot(self, name: str) -> None:
         self.page.screenshot(path=str(ARTIFACTS / f"native-{name}.png"))
-
-    def close(self) -> None:
-        """Close the page and shut the notebook's kernel down (two cores are few)."""
-        self.page.close()
-        try:
-            for session in self.lab.api("/api/sessions"):
-                if session.get("path", "").endswith(self.name):
-                    api_call(self.lab, "DELETE", f"/api/sessions/{session['id']}")
-        except OSError:
-            pass
-
-
-def api_call(lab: Lab, method: str, path: str) -> None:
-    request = urllib.request.Request(f"{lab.url}{path}", method=method,
-                                     headers={"Authorization": f"token {lab.token}"})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(request, timeout=10):
-        pass
 
 
 @pytest.fixture
