@@ -33,7 +33,6 @@ import gc
 import io
 import json
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,9 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_core import (  # noqa: E402
     FAKE_KEY,
     MODEL,
-    REPO,
     RecordingComm,
     Results,
+    ServedScript,
     load_average,
     median,
     print_table,
@@ -113,30 +112,6 @@ def serve() -> int:
     finally:
         server.stop()
     return 0
-
-
-class AgentServer:
-    """This script with --serve, in its own process (its work does not compete for our GIL)."""
-
-    def __enter__(self) -> AgentServer:
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve"], cwd=REPO,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline().strip()
-        if not line.startswith("URL="):
-            self.__exit__()
-            raise RuntimeError(f"fake server did not start: {line!r}")
-        self.url = line.removeprefix("URL=")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(OSError):
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc.stdout.close()
 
 
 def expected(steps: int) -> str:
@@ -289,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = load_average()
     results = Results()
     crashed = False
-    with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp, AgentServer() as server:
+    with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp, ServedScript(__file__) as server:
         use_environment(server.url, Path(tmp))
         say(f"Fake Gemini server (own process) at {server.url}; "
             + ("QUICK run: too few repeats to trust the figures" if args.quick else "full run"))

@@ -31,7 +31,6 @@ import io
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench_core import FAKE_KEY, MODEL, REPO, Results, facts, load_average, say, spread, use_environment
+from bench_core import FAKE_KEY, MODEL, Results, ServedScript, facts, load_average, say, spread, use_environment
 
 ITEMS = 200  # figures 2 and 3
 OPEN_ITEMS = 40  # figure 1
@@ -109,49 +108,20 @@ def serve() -> int:
     return 0
 
 
-class BenchServer:
-    """This script with --serve, in its own process (its work does not compete for our GIL)."""
+class BenchServer(ServedScript):
+    """This script's server, with a request limit per window and a log of what it admitted."""
 
     def __init__(self) -> None:
-        self.proc: subprocess.Popen | None = None
-        self.url = ""
+        super().__init__(__file__)
         self.window = 60.0
-
-    def __enter__(self) -> BenchServer:
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve"], cwd=REPO,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline().strip()
-        if not line.startswith("URL="):
-            self.__exit__()
-            raise RuntimeError(f"fake server did not start: {line!r}")
-        self.url = line.removeprefix("URL=")
-        return self
-
-    def _ask(self, command: str) -> dict:
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())
 
     def configure(self, limit: int | None, window: float, hang: float) -> None:
         """Reset the server (log, 429 count, admissions) with these settings."""
         self.window = window
-        self._ask("config " + json.dumps({"limit": limit, "window": window, "hang": hang}))
+        self.ask("config " + json.dumps({"limit": limit, "window": window, "hang": hang}))
 
     def stats(self) -> dict:
-        return self._ask("stats")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is None:
-            return
-        with contextlib.suppress(OSError):
-            self.proc.stdin.close()  # EOF: the server stops
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc.stdout.close()
-        self.proc = None
+        return self.ask("stats")
 
 
 # -- one run of each side -----------------------------------------------------------------------
@@ -505,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
             return None
 
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp, BenchServer() as server:
-        use_environment(server.url, str(Path(tmp) / "ipython"))
+        use_environment(server.url, Path(tmp))
         say(f"Fake Gemini server (own process) at {server.url}" + (" (QUICK: checks the script)" if args.quick else ""))
         side = Ours(Path(tmp))
 

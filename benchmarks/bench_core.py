@@ -662,6 +662,46 @@ def facts(load_before: str) -> list[str]:
     ]
 
 
+class ServedScript:
+    """A benchmark script run again with --serve, in its own process (the fake server's
+    work does not compete for our GIL); it prints "URL=..." when ready and stops at EOF."""
+
+    def __init__(self, script: str | Path):
+        self.script = Path(script).resolve()
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([sys.executable, str(self.script), "--serve"], cwd=REPO,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("URL="):
+            self.__exit__()
+            raise RuntimeError(f"fake server did not start: {line!r}")
+        self.url = line.removeprefix("URL=")
+        return self
+
+    def ask(self, command: str) -> dict:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.proc.stdin.close()  # EOF: the server stops
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+        self.proc = None
+
+
 def print_table(results: Results, elapsed: float, load_before: str,
                 how: str = "baselines measured in the same run, runs alternated with ours") -> None:
     """The Markdown table of every benchmark script, then the machine's facts."""
