@@ -474,3 +474,14 @@ def test_approve_never_without_stdin_is_not_told_it_cannot_ask(kern, server):
     server.queue(run_python("x = 1"), "Refused.")
     execution, _ = run_answering(kern, "%%gemini --agent --approve never\nGo", allow_stdin=False)
     assert execution.status == "ok", execution.error
+
+
+def test_agent_mode_outside_ipython_says_it_needs_a_kernel(env):
+    import subprocess
+    import sys
+
+    script = ("import gemini_magic\n"
+              "try:\n    gemini_magic.ask('hi', agent=True)\n"
+              "except Exception as exc:\n    print(type(exc).__name__, exc)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60).stdout
+    assert out.startswith("OptionError --agent runs code in an IPython kernel, and there is none here.")
